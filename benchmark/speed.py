@@ -1,0 +1,65 @@
+"""Training speed of every sparse method relative to dense, for one script, measured in one process on one machine.
+
+Each method trains for the same number of steps with the script's defaults (topology updates and pruning falling
+inside the measured window); the figure is environment steps per second while learning, evaluation excluded.
+Methods run in a rotated order each round and the median over rounds is reported, as a ratio to dense.
+
+    python benchmark/speed.py --script td3 --steps 3000 --rounds 3
+"""
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import tempfile
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SCRIPTS = {"td3": "sparse_td3_continuous"}
+METHODS = ["dense", "static", "set", "rigl", "prune"]
+
+
+def measure(module, method: str, steps: int, learning_starts: int) -> float:
+    args = module.Args(
+        sparse_method=method,
+        total_timesteps=learning_starts + steps,
+        learning_starts=learning_starts,
+        buffer_size=learning_starts + steps,
+        eval_frequency=10 * (learning_starts + steps),  # one evaluation, at the end, not timed
+        eval_episodes=1,
+        update_end=steps,  # every topology update of the default interval falls inside the window
+    )
+    return module.train(args)["learning_sps"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--script", choices=sorted(SCRIPTS), default="td3")
+    parser.add_argument("--steps", type=int, default=3000, help="learning steps timed per run")
+    parser.add_argument("--learning-starts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    opts = parser.parse_args()
+    torch.set_num_threads(opts.threads)
+    module = importlib.import_module(SCRIPTS[opts.script])
+    sps: dict[str, list[float]] = {m: [] for m in METHODS}
+    os.chdir(tempfile.mkdtemp(prefix="sparse-speed-"))  # runs/ of the timing runs go to a scratch folder
+    for r in range(opts.rounds):
+        order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
+        for method in order:
+            sps[method].append(measure(module, method, opts.steps, opts.learning_starts))
+    dense = statistics.median(sps["dense"])
+    print(f"\n{SCRIPTS[opts.script]}.py, {opts.steps} learning steps x {opts.rounds} rounds, {opts.threads} thread(s)")
+    print("| method | steps/s (median) | runs | ratio to dense |")
+    print("|---|---|---|---|")
+    for method in METHODS:
+        med = statistics.median(sps[method])
+        runs = ", ".join(f"{v:.0f}" for v in sps[method])
+        print(f"| {method} | {med:.1f} | {runs} | {med / dense:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""benchmark/summarize.py on planted run summaries."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def plant(folder, method: str, seed: int, final: float, evals: list[float]) -> None:
+    os.makedirs(folder)
+    summary = {
+        "script": "sparse_td3_continuous",
+        "env_id": "Env-v0",
+        "sparse_method": method,
+        "seed": seed,
+        "total_timesteps": 100,
+        "final_eval_return": final,
+        "mean_last_10_evals": float(sum(evals) / len(evals)),
+        "lca": sum(evals) / len(evals) / 1e4,
+        "evaluations": [[50 * (i + 1), v] for i, v in enumerate(evals)],
+        "networks": {"actor": {"active_weights": 30, "total_weights": 100}},
+        "train_flops_vs_dense": 0.5,
+    }
+    with open(os.path.join(folder, "summary.json"), "w") as f:
+        json.dump(summary, f)
+
+
+def test_summarize_table(tmp_path):
+    plant(tmp_path / "a1", "set", 1, 100.0, [50.0, 100.0])
+    plant(tmp_path / "a2", "set", 2, 300.0, [150.0, 300.0])
+    plant(tmp_path / "b1", "dense", 1, 10.0, [0.0, 10.0])
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark", "summarize.py"), str(tmp_path / "*")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = {line.split("|")[3].strip(): line for line in out.splitlines() if "Env-v0" in line}
+    assert set(rows) == {"set", "dense"}
+    # set: finals 100 and 300 -> 200 +- 100; last-10 means 75 and 225 -> 150 +- 75; LCA 0.015
+    assert "| 2 | 100 | 200 ± 100 | 150 ± 75 | 0.015 | 30 / 100 (0.30) | 0.50 |" in rows["set"]
+    assert "| 1 | 100 | 10 ± 0 | 5 ± 0 | 0.001 |" in rows["dense"]
