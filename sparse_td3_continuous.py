@@ -102,11 +102,11 @@ class Args:
     update_start: int = 0
     """critic gradient step at which topology updates start"""
     update_end: int | None = None
-    """critic gradient step after which topology updates stop (default: gradient steps - 50k, as DS-TD3)"""
+    """critic gradient step after which topology updates stop; None: gradient steps - 50k, as DS-TD3"""
     prune_start: int | None = None
-    """critic gradient step at which gradual pruning starts (default: 20% of gradient steps)"""
+    """critic gradient step at which gradual pruning starts; None: 20% of the gradient steps"""
     prune_end: int | None = None
-    """critic gradient step at which gradual pruning reaches its target (default: 80% of gradient steps)"""
+    """critic gradient step at which gradual pruning reaches its target; None: 80% of the gradient steps"""
 
 
 # --- sparse training (identical in every script) ---
@@ -532,6 +532,22 @@ class ReplayBuffer:
         return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
 
 
+def add_transitions(
+    rb: ReplayBuffer,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    autoreset: np.ndarray,
+) -> None:
+    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
+    ended the episode already carried the true final observation in `next_obs`."""
+    for i in np.flatnonzero(~autoreset):
+        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+
+
 def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
     """Deterministic evaluation: the actor's mean action, no exploration noise; episode i is reset with seed + i."""
     returns = []
@@ -757,9 +773,7 @@ def train(args: Args) -> dict:
                 writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
                 writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
 
-        for i in range(args.num_envs):
-            if not autoreset[i]:
-                rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
         autoreset = np.logical_or(terminations, truncations)
         obs = next_obs
 

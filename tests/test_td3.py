@@ -145,3 +145,45 @@ def test_unknown_method_rejected_by_cli():
     result = run_cli("--sparse-method", "magic")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "magic" in result.stderr
+
+
+class CounterEnv(gym.Env):
+    """Observation = steps taken in the episode; terminates after `terminate_at` steps when given."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, terminate_at: int | None = None) -> None:
+        self.terminate_at, self.t = terminate_at, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t == self.terminate_at, False, {}
+
+
+def test_vector_env_transitions_keep_final_observations():
+    # env 0 is truncated by a 5-step time limit, env 1 terminates after 3 steps
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.wrappers.TimeLimit(CounterEnv(), 5), lambda: gym.wrappers.TimeLimit(CounterEnv(3), 5)]
+    )
+    rb = td3.ReplayBuffer(100, 1, 1, seed=0)
+    obs, _ = envs.reset(seed=0)
+    autoreset = np.zeros(2, dtype=bool)
+    for _ in range(12):
+        actions = envs.action_space.sample()
+        next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+        td3.add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        autoreset = np.logical_or(terminations, truncations)
+        obs = next_obs
+    stored = list(zip(rb.obs[: rb.pos, 0], rb.next_obs[: rb.pos, 0], rb.terminations[: rb.pos]))
+    assert all(n == o + 1 for o, n, _ in stored)  # no (final obs -> reset obs) transition was stored
+    assert (4.0, 5.0, 0.0) in stored  # truncation: the true final observation, and it bootstraps
+    assert all(n == 3.0 for _, n, done in stored if done)  # only env 1's third step terminates
+    assert stored.count((2.0, 3.0, 1.0)) == 3 and stored.count((2.0, 3.0, 0.0)) == 2
+    # 12 steps: env 0 stores 5 + 5 (2 skipped resets), env 1 stores 3 + 3 + 3 (3 skipped resets)
+    assert rb.pos == 10 + 9
