@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -564,7 +564,7 @@ def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch
     return np.array(returns)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop before training with a one-line error."""
     sys.exit(f"error: {message}")
 
@@ -599,6 +599,8 @@ def check_args(args: Args) -> dict[str, float]:
     ):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.total_timesteps < args.num_envs:
+        fail(f"--total-timesteps ({args.total_timesteps}) must be at least --num-envs ({args.num_envs})")
     if args.buffer_size < args.batch_size:
         fail(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
     if args.learning_starts < 0:
@@ -754,7 +756,7 @@ def train(args: Args) -> dict:
     obs, _ = envs.reset(seed=args.seed)
     # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
     autoreset = np.zeros(args.num_envs, dtype=bool)
-    grad_step = 0
+    grad_step, actor_loss = 0, torch.zeros(())
     eval_seconds, learn_start_time = 0.0, None
     for iteration in range(iterations):
         global_step = iteration * args.num_envs
