@@ -91,8 +91,8 @@ class Args:
     """keep each network's first layer dense (it still counts against the sparsity budget)"""
     dense_output_layer: bool = True
     """keep each network's output layer dense, as DS-TD3 does ([G] masks it: --no-dense-output-layer)"""
-    sparsity_aware_init: bool = False
-    """re-initialize active weights with [G]'s sparsity-aware Glorot-uniform init"""
+    sparsity_aware_init: bool | None = None
+    """re-initialize active weights with [G]'s sparsity-aware Glorot-uniform init; None: off, as DS-TD3"""
     update_interval: int = 1_000
     """Delta T: critic gradient steps between topology updates (set, rigl) or pruning steps (prune)"""
     drop_fraction: float = 0.05
@@ -680,7 +680,7 @@ def train(args: Args) -> dict:
         distribution=args.sparsity_distribution,
         dense_first_layer=args.dense_first_layer,
         dense_output_layer=args.dense_output_layer,
-        sparsity_aware_init=args.sparsity_aware_init,
+        sparsity_aware_init=bool(args.sparsity_aware_init),
         drop_fraction=args.drop_fraction,
         drop_schedule=args.drop_schedule,
     )

@@ -18,7 +18,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SCRIPTS = {"td3": "sparse_td3_continuous"}
+SCRIPTS = {"td3": "sparse_td3_continuous", "sac": "sparse_sac_continuous"}
 METHODS = ["dense", "static", "set", "rigl", "prune"]
 
 
