@@ -2,6 +2,7 @@
 test_block_identical.py), so testing the TD3 script's copy tests them all."""
 
 import copy
+import functools
 import math
 
 import pytest
@@ -160,7 +161,9 @@ def test_cubic_pruning_schedule():
 # --- masked training ---
 
 
-@pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW])
+@pytest.mark.parametrize(
+    "optimizer", [torch.optim.Adam, torch.optim.AdamW, functools.partial(torch.optim.Adam, fused=True)]
+)
 @pytest.mark.parametrize("method", ["static", "set", "rigl", "prune"])
 def test_inactive_weights_stay_exactly_zero(method, optimizer):
     torch.manual_seed(1)
