@@ -18,12 +18,13 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SCRIPTS = {"td3": "sparse_td3_continuous", "sac": "sparse_sac_continuous"}
+SCRIPTS = {"td3": "sparse_td3_continuous", "sac": "sparse_sac_continuous", "dqn": "sparse_dqn_atari"}
 METHODS = ["dense", "static", "set", "rigl", "prune"]
 
 
-def measure(module, method: str, steps: int, learning_starts: int) -> float:
+def measure(module, method: str, steps: int, learning_starts: int, env_id: str | None) -> float:
     args = module.Args(
+        **({"env_id": env_id} if env_id else {}),
         sparse_method=method,
         total_timesteps=learning_starts + steps,
         learning_starts=learning_starts,
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--env-id", help="environment (default: the script's)")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     module = importlib.import_module(SCRIPTS[opts.script])
@@ -50,9 +52,13 @@ def main() -> None:
     for r in range(opts.rounds):
         order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
         for method in order:
-            sps[method].append(measure(module, method, opts.steps, opts.learning_starts))
+            sps[method].append(measure(module, method, opts.steps, opts.learning_starts, opts.env_id))
     dense = statistics.median(sps["dense"])
-    print(f"\n{SCRIPTS[opts.script]}.py, {opts.steps} learning steps x {opts.rounds} rounds, {opts.threads} thread(s)")
+    env = opts.env_id or module.Args.env_id
+    print(
+        f"\n{SCRIPTS[opts.script]}.py on {env}, {opts.steps} learning steps x {opts.rounds} rounds, "
+        f"{opts.threads} thread(s)"
+    )
     print("| method | steps/s (median) | runs | ratio to dense |")
     print("|---|---|---|---|")
     for method in METHODS:

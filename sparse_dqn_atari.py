@@ -1,0 +1,1083 @@
+# Docs and results: docs/dqn.md. DQN (Mnih et al. 2015) with sparse Q-networks, as in Graesser et al. (ICML 2022):
+# a Nature CNN on Atari under Dopamine's protocol, or a 2x512 MLP on classic control, with every sparse method.
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal, NoReturn
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+gym.register_envs(ale_py)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be enabled when available"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "sparse-rl"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to capture videos of the agent (first training env; needs `pip install moviepy`)"""
+    save_model: bool = False
+    """whether to save weights, masks and args to `runs/{run_name}/{exp_name}.pt`"""
+
+    # Algorithm specific arguments. None: the protocol's value, Atari (Dopamine, [G]) or classic control ([G]'s
+    # TF-Agents setup), chosen from --env-id; see docs/dqn.md.
+    env_id: str = "ALE/Pong-v5"
+    """an Atari id (ALE/<Game>-v5 with sticky actions, or <Game>NoFrameskip-v4) or a classic-control id (CartPole-v1)"""
+    total_timesteps: int | None = None
+    """agent steps (Atari: 4 frames each); None: Atari 10M (40M frames), classic 100k"""
+    learning_rate: float | None = None
+    """Adam learning rate; None: Atari 2.5e-4, classic 1e-3"""
+    num_envs: int = 1
+    """the number of parallel environments"""
+    buffer_size: int | None = None
+    """replay capacity in transitions; None: Atari 1M, classic 100k"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    target_network_frequency: int | None = None
+    """agent steps between copies of the Q-network into the target network; None: Atari 8000, classic 100"""
+    batch_size: int | None = None
+    """the batch size of sample from the replay memory; None: Atari 32, classic 128"""
+    start_e: float = 1.0
+    """the starting epsilon for exploration"""
+    end_e: float = 0.01
+    """the final epsilon for exploration"""
+    exploration_steps: int | None = None
+    """agent steps, after learning starts, over which epsilon decays linearly; None: Atari 250k, classic 0"""
+    learning_starts: int | None = None
+    """agent steps of uniformly random actions before learning; None: Atari 20k, classic 1000"""
+    train_frequency: int | None = None
+    """agent steps per gradient step; None: Atari 4, classic 1"""
+    loss: Literal["huber", "mse"] | None = None
+    """TD loss; None: Atari huber (Dopamine), classic mse (TF-Agents)"""
+    eval_epsilon: float | None = None
+    """epsilon of evaluation episodes; None: Atari 0.001 (Dopamine), classic 0 (greedy)"""
+    eval_frequency: int | None = None
+    """agent steps between evaluations; None: Atari 250k, classic 2000"""
+    eval_episodes: int | None = None
+    """episodes per evaluation; None: Atari 10, classic 20"""
+    hidden_width: int | None = None
+    """units of the MLP's hidden layers, or of the CNN's fully connected layer; None: 512"""
+    max_episode_steps: int | None = None
+    """agent steps after which an episode is truncated; None: Atari 27000 (108k frames, as Dopamine), classic: env's"""
+
+    # Sparse training (the same names in every script). None: [G]'s tuned value for the protocol and method.
+    sparse_method: Literal["dense", "static", "set", "rigl", "prune"] = "rigl"
+    """dense, static (fixed random mask), set (magnitude drop, random grow), rigl (gradient grow), prune"""
+    sparsity: float = 0.9
+    """overall sparsity of the Q-network, in [0, 1)"""
+    sparsity_distribution: Literal["uniform", "er", "erk"] = "erk"
+    """how the network's sparsity is spread over its layers (conv layers: ERK uses the kernel shape)"""
+    dense_first_layer: bool = False
+    """keep the first layer dense (it still counts against the sparsity budget)"""
+    dense_output_layer: bool = False
+    """keep the output layer dense ([G] masks every layer)"""
+    sparsity_aware_init: bool | None = None
+    """re-initialize active weights with [G]'s sparsity-aware init; None: yes (Atari prune: no)"""
+    weight_decay: float | None = None
+    """L2 weight decay on weight matrices (not biases); None: Atari 0, classic 1e-6"""
+    update_interval: int | None = None
+    """Delta T: gradient steps between topology updates or pruning steps; None: Atari 5000, classic 1000"""
+    drop_fraction: float | None = None
+    """initial fraction of each layer's active weights replaced per update; None: Atari 0.3, classic 0.5"""
+    drop_schedule: Literal["cosine", "constant"] = "cosine"
+    """drop-fraction schedule over the topology-update window"""
+    update_start: int = 0
+    """gradient step at which topology updates start"""
+    update_end: int | None = None
+    """gradient step after which topology updates stop; None: Atari 80%, classic 75% of the gradient steps"""
+    prune_start: int | None = None
+    """gradient step at which gradual pruning starts; None: 20% of the gradient steps"""
+    prune_end: int | None = None
+    """gradient step at which gradual pruning reaches its target; None: Atari 80%, classic 75% of gradient steps"""
+
+
+# The two protocols of [G] (SPEC section 3). Atari: Dopamine's DQN with Adam; classic control: TF-Agents' DQN as in
+# rigl/rl/tfagents/configs/dqn_gym_*.gin. Step counts are agent steps; *_frac are fractions of the gradient steps.
+PROTOCOLS = {
+    "atari": dict(
+        total_timesteps=10_000_000,
+        learning_rate=2.5e-4,
+        buffer_size=1_000_000,
+        target_network_frequency=8000,
+        batch_size=32,
+        exploration_steps=250_000,
+        learning_starts=20_000,
+        train_frequency=4,
+        loss="huber",
+        eval_epsilon=0.001,
+        eval_frequency=250_000,
+        eval_episodes=10,
+        hidden_width=512,
+        max_episode_steps=27_000,
+        sparsity_aware_init=True,
+        weight_decay=0.0,
+        update_interval=5000,
+        drop_fraction=0.3,
+        update_end_frac=0.8,
+        prune_start_frac=0.2,
+        prune_end_frac=0.8,
+    ),
+    "classic": dict(
+        total_timesteps=100_000,
+        learning_rate=1e-3,
+        buffer_size=100_000,
+        target_network_frequency=100,
+        batch_size=128,
+        exploration_steps=0,
+        learning_starts=1000,
+        train_frequency=1,
+        loss="mse",
+        eval_epsilon=0.0,
+        eval_frequency=2000,
+        eval_episodes=20,
+        hidden_width=512,
+        max_episode_steps=None,
+        sparsity_aware_init=True,
+        weight_decay=1e-6,
+        update_interval=1000,
+        drop_fraction=0.5,
+        update_end_frac=0.75,
+        prune_start_frac=0.2,
+        prune_end_frac=0.75,
+    ),
+}
+
+
+# --- sparse training (identical in every script) ---
+# Masks, topology updates, pruning and cost accounting for the Linear and Conv2d weights of any torch module.
+# The recipe: a network keeps dense weight tensors plus one float 0/1 mask per sparse layer. Inactive weights are
+# exactly zero and stay zero because their gradients are zeroed before every optimizer step (one elementwise op per
+# layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
+# masked. Formulas and conventions follow shared SPEC sections 1, 2 and 5 (RigL's and [G]'s code).
+SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
+SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
+DROP_SCHEDULES = ("cosine", "constant")
+
+
+def maskable_layers(net: nn.Module) -> dict[str, nn.Module]:
+    """The Linear and Conv2d layers of `net` in registration order; the first and last are its input and output."""
+    return {name: m for name, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+
+
+def active_count(numel: int, sparsity: float) -> int:
+    """Active weights of a layer at `sparsity`; as RigL, the number of zeros is floor(sparsity * numel)."""
+    return numel - math.floor(sparsity * numel)
+
+
+def layer_sparsities(
+    shapes: dict[str, tuple[int, ...]], sparsity: float, distribution: str, dense_layers: set[str] = frozenset()
+) -> dict[str, float]:
+    """Per-layer sparsities giving one network the overall `sparsity` (SPEC section 2).
+
+    uniform: every sparse layer gets `sparsity`. er / erk: density = eps * p_l with p_l = sum(shape) / prod(shape)
+    (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps solved so the network keeps
+    (1 - sparsity) of its weights; layers in `dense_layers` are dense and spend part of that budget. When eps * p_l
+    would exceed 1, the layers with the largest p_l become dense and eps is solved again.
+    """
+    if distribution == "uniform":
+        return {name: 0.0 if name in dense_layers else sparsity for name in shapes}
+    dense = set(dense_layers)
+    eps, raw = 0.0, {}
+    while True:
+        budget, divisor, raw = 0.0, 0.0, {}
+        for name, shape in shapes.items():
+            numel = math.prod(shape)
+            zeros = math.floor(sparsity * numel)
+            if name in dense:
+                budget -= zeros  # a dense layer keeps the zeros the other layers now have to make up for
+            else:
+                budget += numel - zeros
+                dims = shape if distribution == "erk" else shape[:2]
+                raw[name] = sum(dims) / math.prod(dims)
+                divisor += raw[name] * numel
+        if not raw:
+            break
+        eps = budget / divisor
+        if eps <= 0:
+            raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        p_max = max(raw.values())
+        if eps * p_max <= 1.0:
+            break
+        dense |= {name for name, p in raw.items() if p == p_max}
+    return {name: 0.0 if name in dense else 1.0 - eps * raw[name] for name in shapes}
+
+
+def random_mask(shape: tuple[int, ...], sparsity: float) -> torch.Tensor:
+    """A float 0/1 mask with exactly active_count(numel, sparsity) ones at uniformly random positions."""
+    numel = math.prod(shape)
+    mask = torch.zeros(numel)
+    mask[torch.randperm(numel)[: active_count(numel, sparsity)]] = 1.0
+    return mask.view(shape)
+
+
+@torch.no_grad()
+def sparse_init_(weight: torch.Tensor, mask: torch.Tensor) -> None:
+    """[G]'s sparsity-aware init: active w ~ U(-L, L), L = sqrt(3 / max(1, (fan_in + fan_out) / 2)), where fan_in
+    counts the active inputs of the weight's output unit and fan_out the active outputs of its input unit."""
+    m = mask.reshape(mask.shape[0], mask.shape[1], -1)  # (out, in, kernel positions); a Linear has one position
+    fan_in = m.sum(dim=(1, 2), keepdim=True)
+    fan_out = m.sum(dim=(0, 2), keepdim=True)
+    limit = torch.sqrt(3.0 / torch.clamp((fan_in + fan_out) / 2, min=1.0)).expand_as(m).reshape(weight.shape)
+    weight.copy_((torch.rand_like(weight) * 2 - 1) * limit * mask)
+
+
+def drop_fraction_at(step: int, initial: float, end: int, schedule: str) -> float:
+    """Drop fraction f(t): constant, or RigL's cosine decay f0 / 2 * (1 + cos(pi * min(t, end) / end))."""
+    if schedule == "constant" or end <= 0:
+        return initial
+    return initial * 0.5 * (1 + math.cos(math.pi * min(step, end) / end))
+
+
+def pruning_sparsity_at(step: int, final: float, start: int, end: int) -> float:
+    """Zhu & Gupta's cubic schedule from 0 at `start` to `final` at `end`: s_t = s_f * (1 - (1 - progress)^3)."""
+    if step < start:
+        return 0.0
+    if step >= end:
+        return final
+    return final * (1.0 - (1.0 - (step - start) / (end - start)) ** 3)
+
+
+def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups with L2 weight decay on weight tensors only ([G]: weights, not biases)."""
+    params = [p for m in modules for p in m.parameters()]
+    return [
+        {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+    ]
+
+
+def check_sparse_args(
+    method: str,
+    sparsities: dict[str, float],
+    distribution: str,
+    drop_fraction: float,
+    drop_schedule: str,
+    update_interval: int,
+) -> None:
+    """Raise ValueError with a one-line message for a sparse setting no network can be built with."""
+    if method not in SPARSE_METHODS:
+        raise ValueError(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+    if distribution not in SPARSITY_DISTRIBUTIONS:
+        raise ValueError(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+    if drop_schedule not in DROP_SCHEDULES:
+        raise ValueError(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+    for flag, value in sparsities.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"--{flag} must be in [0, 1), got {value}")
+    if not 0.0 <= drop_fraction <= 1.0:
+        raise ValueError(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+    if update_interval < 1:
+        raise ValueError(f"--update-interval must be at least 1, got {update_interval}")
+
+
+class SparseNetwork:
+    """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
+
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
+    gradient step of that network call `prepare_step(optimizer)` between `loss.backward()` and `optimizer.step()`.
+    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
+    `apply_masks_(self.weights_of(target))` after each soft update.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        example_inputs: tuple[torch.Tensor, ...],
+        batch_size: int,
+        method: str = "dense",
+        sparsity: float = 0.0,
+        distribution: str = "erk",
+        dense_first_layer: bool = False,
+        dense_output_layer: bool = False,
+        sparsity_aware_init: bool = False,
+        update_interval: int = 1000,
+        drop_fraction: float = 0.3,
+        drop_schedule: str = "cosine",
+        update_start: int = 0,
+        update_end: int = 0,
+        prune_start: int = 0,
+        prune_end: int = 0,
+    ) -> None:
+        self.method, self.batch_size = method, batch_size
+        self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
+        self.update_start, self.update_end = update_start, update_end
+        self.prune_start, self.prune_end = prune_start, prune_end
+        self.layers = maskable_layers(net)
+        names = list(self.layers)
+        dense = {names[0]} if dense_first_layer else set()
+        dense |= {names[-1]} if dense_output_layer else set()
+        shapes = {name: tuple(layer.weight.shape) for name, layer in self.layers.items()}
+        if method == "dense":
+            self.target_sparsity = dict.fromkeys(names, 0.0)
+        else:
+            self.target_sparsity = layer_sparsities(shapes, sparsity, distribution, dense)
+        self.masks: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name, layer in self.layers.items():
+                if self.target_sparsity[name] == 0.0:
+                    continue  # dense layer: no mask, no extra work
+                w = layer.weight
+                # prune starts dense and removes weights; the other methods start at their final sparsity
+                mask = torch.ones_like(w) if method == "prune" else random_mask(w.shape, self.target_sparsity[name])
+                mask = mask.to(w)
+                if sparsity_aware_init:
+                    sparse_init_(w, mask)
+                else:
+                    w.mul_(mask)
+                self.masks[name] = mask
+        self.ever_active = {name: mask.bool() for name, mask in self.masks.items()}
+        self._weights = [self.layers[name].weight for name in self.masks]
+        self._mask_list = list(self.masks.values())
+        self.step = 0
+        self.last_mask_change = 0.0
+        self.updates = 0
+        self.train_flops = 0.0
+        self.dense_train_flops = 0.0
+        # Output positions per sample of each layer (1 for Linear, H*W for Conv2d), read off one forward pass.
+        self._positions: dict[str, int] = {}
+        name_of = {id(layer): name for name, layer in self.layers.items()}
+
+        def record(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            self._positions[name_of[id(module)]] = out[0, 0].numel() if out.dim() > 2 else 1
+
+        hooks = [layer.register_forward_hook(record) for layer in self.layers.values()]
+        with torch.no_grad():
+            net(*[x[:1] for x in example_inputs])
+        for hook in hooks:
+            hook.remove()
+        self.dense_flops = self.forward_flops(dense=True)
+        self._refresh_counts()
+
+    def weights_of(self, other: nn.Module) -> list[torch.Tensor]:
+        """The weights of the layers of `other` (a copy of this network) that this network masks, in mask order."""
+        layers = maskable_layers(other)
+        return [layers[name].weight for name in self.masks]
+
+    @torch.no_grad()
+    def apply_masks_(self, weights: list[torch.Tensor] | None = None) -> None:
+        """Zero the inactive positions of `weights` (default: this network's own): one op for all layers."""
+        if self._mask_list:
+            torch._foreach_mul_(self._weights if weights is None else weights, self._mask_list)
+
+    def forward_flops(self, dense: bool = False) -> float:
+        """Inference FLOPs per sample (SPEC section 5): per output position, nnz(W) multiplies, nnz(W) - n_out adds,
+        n_out bias adds and n_out activation FLOPs (no activation counted after the last layer)."""
+        total = 0.0
+        last = list(self.layers)[-1]
+        for name, layer in self.layers.items():
+            w = layer.weight
+            nnz = w.numel() if dense or name not in self.masks else self._nnz[name]
+            n_out = w.shape[0]
+            flops = 2 * nnz - n_out + (n_out if layer.bias is not None else 0) + (n_out if name != last else 0)
+            total += flops * self._positions[name]
+        return total
+
+    def _refresh_counts(self) -> None:
+        self._nnz = {name: int(mask.sum().item()) for name, mask in self.masks.items()}
+        self.flops = self.forward_flops()
+
+    def _due(self, start: int, end: int) -> bool:
+        return start <= self.step <= end and (self.step - start) % self.update_interval == 0
+
+    @torch.no_grad()
+    def prepare_step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Count one gradient step, update the topology if one is due, add the step's training FLOPs, and zero the
+        gradients of inactive weights. Call between backward() and optimizer.step(). Returns True on a mask update."""
+        self.step += 1
+        updated = False
+        if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
+            self._drop_and_grow(optimizer)
+            updated = True
+        elif (
+            self.method == "prune"
+            and self.masks
+            and (self._due(self.prune_start, self.prune_end) or self.step == self.prune_end)
+        ):
+            self._prune(optimizer)
+            updated = True
+        if self.method == "rigl" and self.step <= self.update_end:
+            # RigL's dense gradient every Delta T steps, spread over the steps (SPEC section 5)
+            dt = self.update_interval
+            step_flops = (3 * self.flops * dt + 2 * self.flops + self.dense_flops) / (dt + 1)
+        else:
+            step_flops = 3 * self.flops
+        self.train_flops += step_flops * self.batch_size
+        self.dense_train_flops += 3 * self.dense_flops * self.batch_size
+        if self._mask_list:
+            torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
+        return updated
+
+    def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> None:
+        """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
+        Growth is random (set) or by the largest |dense gradient| of the current minibatch (rigl)."""
+        fraction = drop_fraction_at(self.step, self.drop_fraction, self.update_end, self.drop_schedule)
+        new_masks = {}
+        for name, mask in self.masks.items():
+            w = self.layers[name].weight
+            k = math.floor(fraction * self._nnz[name])
+            active = mask.bool().flatten()
+            if k == 0:
+                new_masks[name] = active.view_as(w)
+                continue
+            drop_score = torch.where(active, w.abs().flatten(), torch.inf)
+            kept = active.clone()
+            kept[torch.topk(drop_score, k, largest=False).indices] = False
+            if self.method == "rigl":
+                if w.grad is None:
+                    raise RuntimeError("rigl needs the dense gradient: call prepare_step after loss.backward()")
+                grow_score = w.grad.abs().flatten().clone()
+            else:
+                grow_score = torch.rand(w.numel(), device=w.device)
+            # Only positions not kept are candidates: a just-dropped position may come back (and keeps its value).
+            grow_score.masked_fill_(kept, -torch.inf)
+            kept[torch.topk(grow_score, k).indices] = True
+            new_masks[name] = kept.view_as(w)
+        self._set_masks(new_masks, optimizer)
+
+    def _prune(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradual magnitude pruning: each layer keeps its top-|w| weights for its scheduled sparsity."""
+        new_masks = {}
+        for name, mask in self.masks.items():
+            w = self.layers[name].weight
+            s = pruning_sparsity_at(self.step, self.target_sparsity[name], self.prune_start, self.prune_end)
+            score = torch.where(mask.bool(), w.abs(), -1.0).flatten()  # pruned weights never come back
+            keep = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
+            keep[torch.topk(score, active_count(w.numel(), s)).indices] = True
+            new_masks[name] = keep.view_as(w)
+        self._set_masks(new_masks, optimizer)
+
+    def _set_masks(self, new_masks: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+        """Install new boolean masks: dropped and newly grown weights restart at 0 with zeroed optimizer state."""
+        removed, before = 0, 0
+        for name, new in new_masks.items():
+            old = self.masks[name].bool()
+            w = self.layers[name].weight
+            flipped = old ^ new
+            w.masked_fill_(flipped, 0.0)
+            for value in optimizer.state.get(w, {}).values():
+                if torch.is_tensor(value) and value.shape == w.shape:  # Adam's m and v (and any other moments)
+                    value.masked_fill_(flipped, 0.0)
+            removed += int((old & ~new).sum().item())
+            before += self._nnz[name]
+            self.masks[name].copy_(new)  # in place: the cached mask list stays valid
+            self.ever_active[name] |= new
+        self.last_mask_change = removed / max(before, 1)
+        self.updates += 1
+        self._refresh_counts()
+
+    def active_weights(self) -> int:
+        return sum(self._nnz.get(name, layer.weight.numel()) for name, layer in self.layers.items())
+
+    def total_weights(self) -> int:
+        return sum(layer.weight.numel() for layer in self.layers.values())
+
+    def stats(self) -> dict[str, float]:
+        """Scalars for the logs: per-layer density, overall density, mask change of the last update, fraction of
+        weights ever active, inference FLOPs per sample and cumulative training FLOPs (also relative to dense)."""
+        out = {
+            f"density/{name}": self._nnz.get(name, layer.weight.numel()) / layer.weight.numel()
+            for name, layer in self.layers.items()
+        }
+        total = self.total_weights()
+        ever = sum(
+            int(self.ever_active[name].sum().item()) if name in self.masks else layer.weight.numel()
+            for name, layer in self.layers.items()
+        )
+        out.update(
+            {
+                "density": self.active_weights() / total,
+                "mask_change": self.last_mask_change,
+                "ever_active": ever / total,
+                "inference_flops": self.flops,
+                "train_flops": self.train_flops,
+                "train_flops_vs_dense": self.train_flops / max(self.dense_train_flops, 1.0),
+            }
+        )
+        return out
+
+
+# --- end sparse training ---
+
+
+def is_atari(env_id: str) -> bool:
+    return "ale_py" in str(gym.spec(env_id).entry_point)
+
+
+class AtariPreprocessing(gym.Wrapper):
+    """Dopamine's Atari preprocessing without opencv: `noop_max` random no-ops at reset, each action repeated
+    `frame_skip` times (rewards summed, episode stops at a terminal frame), the max of the last two grayscale frames,
+    and an area-averaging resize to `size` x `size` (what cv2.INTER_AREA computes). Observations are single uint8
+    frames; stacking is done by the agent and the replay buffer."""
+
+    def __init__(self, env: gym.Env, noop_max: int = 30, frame_skip: int = 4, size: int = 84) -> None:
+        super().__init__(env)
+        self.noop_max, self.frame_skip = noop_max, frame_skip
+        height, width = env.observation_space.shape[:2]
+        # Each output pixel averages a few input rows and columns: keep those (index, weight) pairs, so the resize
+        # is two gathers and weighted sums, not matrix products that a multithreaded BLAS would slow down when
+        # several runs share the cores.
+        self.row_idx, self.row_w = self.banded(self.area_matrix(height, size))
+        self.col_idx, self.col_w = self.banded(self.area_matrix(width, size))
+        self.frames = np.zeros((2, height, width), dtype=np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
+
+    @staticmethod
+    def area_matrix(n_in: int, n_out: int) -> np.ndarray:
+        """(n_out, n_in) weights: output pixel i averages input interval [i, i+1) * n_in / n_out, by overlap."""
+        edges = np.arange(n_out + 1) * n_in / n_out
+        m = np.zeros((n_out, n_in), dtype=np.float32)
+        for i in range(n_out):
+            for j in range(int(edges[i]), min(n_in, math.ceil(edges[i + 1]))):
+                m[i, j] = min(edges[i + 1], j + 1) - max(edges[i], j)
+        return m / m.sum(axis=1, keepdims=True)
+
+    @staticmethod
+    def banded(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(k, n_out) indices and weights of the (at most k) non-zero entries of each row of `m`."""
+        k = int((m > 0).sum(axis=1).max())
+        idx = np.argsort(m <= 0, axis=1, kind="stable")[:, :k]  # the non-zero columns, in order
+        return idx.T, np.take_along_axis(m, idx, axis=1).T
+
+    def observation(self) -> np.ndarray:
+        pooled = np.maximum(self.frames[0], self.frames[1]).astype(np.float32)
+        rows = (pooled[self.row_idx] * self.row_w[:, :, None]).sum(axis=0)  # (size, width)
+        out = (rows[:, self.col_idx] * self.col_w[None]).sum(axis=1)  # (size, size)
+        return np.rint(out).astype(np.uint8)
+
+    def reset(self, **kwargs) -> tuple[np.ndarray, dict]:
+        obs, info = self.env.reset(**kwargs)
+        for _ in range(self.np_random.integers(1, self.noop_max + 1) if self.noop_max else 0):
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        self.frames[0] = self.frames[1] = obs
+        return self.observation(), info
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        total_reward, terminated, truncated, info = 0.0, False, False, {}
+        for t in range(self.frame_skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total_reward += float(reward)
+            if t >= self.frame_skip - 2:
+                self.frames[t - (self.frame_skip - 2)] = obs
+            if terminated or truncated:
+                self.frames[0] = self.frames[1] = obs
+                break
+        return self.observation(), total_reward, terminated, truncated, info
+
+
+def make_env(
+    env_id: str, seed: int, idx: int, capture_video: bool, run_name: str, max_episode_steps: int | None = None
+) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        render_mode = "rgb_array" if capture_video and idx == 0 else None
+        if is_atari(env_id):
+            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions stay as
+            # the id registers them (v5: 0.25, NoFrameskip-v4: none). ALE truncates at the frame limit.
+            frames = 4 * max_episode_steps if max_episode_steps else 108_000
+            env = gym.make(
+                env_id, frameskip=1, obs_type="grayscale", render_mode=render_mode, max_num_frames_per_episode=frames
+            )
+            if render_mode:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+            env = AtariPreprocessing(env)
+        else:
+            env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
+            if render_mode:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+class QNetwork(nn.Module):
+    """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, width: int, atari: bool) -> None:
+        super().__init__()
+        self.atari = atari
+        if atari:
+            self.network = nn.Sequential(
+                nn.Conv2d(obs_shape[0], 32, 8, stride=4),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2),
+                nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1),
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(3136, width),
+                nn.ReLU(),
+                nn.Linear(width, n_actions),
+            )
+        else:
+            self.network = nn.Sequential(
+                nn.Linear(int(np.prod(obs_shape)), width),
+                nn.ReLU(),
+                nn.Linear(width, width),
+                nn.ReLU(),
+                nn.Linear(width, n_actions),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x / 255.0 if self.atari else x.flatten(1))
+
+
+class ReplayBuffer:
+    """Replay that stores every observation once. Row t holds, for each env, the observation seen at vector step t,
+    the action taken from it, the reward and `terminated` of that step, and whether the observation starts an
+    episode; the next observation is row t + 1. A state is the last `stack` observations of one env, zero-padded
+    before the episode's first one (as the agent sees them when acting). Rows whose step only reset an env
+    (gymnasium 1.x autoreset) hold the episode's true final observation and are never sampled as transitions."""
+
+    def __init__(
+        self, size: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, stack: int, seed: int
+    ) -> None:
+        self.rows = max(size // num_envs, stack + 2)
+        self.num_envs, self.stack = num_envs, stack
+        # np.zeros maps pages lazily: a 1M Atari buffer takes memory as it fills, so a run starts at once
+        self.obs = np.zeros((self.rows, num_envs, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((self.rows, num_envs), dtype=np.int64)
+        self.rewards = np.zeros((self.rows, num_envs), dtype=np.float32)
+        self.terminations = np.zeros((self.rows, num_envs), dtype=np.bool_)
+        self.first = np.zeros((self.rows, num_envs), dtype=np.bool_)
+        self.valid = np.zeros((self.rows, num_envs), dtype=np.bool_)
+        self.pos, self.full = 0, False
+        self.rng = np.random.default_rng(seed)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        first: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        """One vector step: newest observations (one frame each), whether they start episodes, and what followed."""
+        t = self.pos
+        self.obs[t], self.first[t], self.actions[t] = obs, first, actions
+        self.rewards[t], self.terminations[t], self.valid[t] = rewards, terminations, valid
+        self.pos = (self.pos + 1) % self.rows
+        self.full = self.full or self.pos == 0
+
+    def states(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """Stacked states ending at `rows` for `envs`: frames t - stack + 1 .. t, zeros before an episode start."""
+        offsets = np.arange(-self.stack + 1, 1)
+        idx = (rows[:, None] + offsets) % self.rows  # (batch, stack)
+        frames = self.obs[idx, envs[:, None]]  # (batch, stack, *obs_shape)
+        # frame k is padding if an episode starts at a later frame k' <= last: look at starts in frames k+1 .. last
+        starts = self.first[idx, envs[:, None]]
+        later_start = np.flip(np.cumsum(np.flip(starts[:, 1:], 1), 1), 1) > 0
+        pad = np.concatenate([later_start, np.zeros((len(rows), 1), dtype=bool)], 1)
+        frames[pad] = 0
+        return frames if self.stack > 1 else frames[:, 0]
+
+    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        # Candidate rows: written, with their next row written (not the newest) and their stack not reaching past
+        # the oldest row; then keep the rows that are real transitions.
+        n = self.rows if self.full else self.pos
+        rows, envs = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        while len(rows) < batch_size:
+            r = self.rng.integers(0, n - 1 - (self.stack - 1 if self.full else 0), size=2 * batch_size)
+            r = (r + (self.pos + self.stack - 1 if self.full else 0)) % self.rows
+            e = self.rng.integers(0, self.num_envs, size=2 * batch_size)
+            keep = self.valid[r, e]
+            rows, envs = np.concatenate([rows, r[keep]]), np.concatenate([envs, e[keep]])
+        rows, envs = rows[:batch_size], envs[:batch_size]
+        obs = self.states(rows, envs)
+        next_obs = self.states((rows + 1) % self.rows, envs)
+        data = (
+            obs,
+            self.actions[rows, envs],
+            self.rewards[rows, envs],
+            next_obs,
+            self.terminations[rows, envs].astype(np.float32),
+        )
+        return tuple(torch.as_tensor(a, device=device) for a in data)
+
+
+def record_step(
+    rb: ReplayBuffer,
+    state: np.ndarray,
+    first: np.ndarray,
+    autoreset: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Store the vector step just taken and advance the agent's stacked states.
+
+    `state` holds each env's last observations (zeros before its episode's first one), `first` whether the newest
+    one starts an episode, `autoreset` whether the step just taken only reset the env (gymnasium 1.x resets on the
+    step after an episode ends). That step's row keeps the episode's final observation but is not a transition.
+    Returns the new (state, first, autoreset)."""
+    rb.add(state[:, -1], first, actions, rewards, terminations, ~autoreset)
+    first = autoreset  # the observation a reset step returns starts an episode
+    autoreset = np.logical_or(terminations, truncations)
+    state = np.roll(state, -1, axis=1)
+    state[first] = 0
+    state[:, -1] = next_obs
+    return state, first, autoreset
+
+
+def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
+    if duration <= 0:
+        return end_e
+    return max(end_e, start_e + (end_e - start_e) * t / duration)
+
+
+def evaluate(
+    q_network: QNetwork, env: gym.Env, episodes: int, epsilon: float, stack: int, seed: int, device: torch.device
+) -> np.ndarray:
+    """Evaluation episodes with a small epsilon (Dopamine: 0.001); episode i is reset with seed + i."""
+    rng = np.random.default_rng(seed)
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        state = np.zeros((stack, *obs.shape), dtype=obs.dtype)
+        state[-1] = obs
+        done, episode_return = False, 0.0
+        while not done:
+            if rng.random() < epsilon:
+                action = int(rng.integers(env.action_space.n))
+            else:
+                with torch.no_grad():
+                    x = torch.as_tensor(state if stack > 1 else state[0], device=device)[None]
+                    action = int(q_network(x.float()).argmax(1).item())
+            obs, reward, terminated, truncated, _ = env.step(action)
+            state = np.roll(state, -1, axis=0)
+            state[-1] = obs
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop before training with a one-line error."""
+    sys.exit(f"error: {message}")
+
+
+def resolve_args(args: Args, atari: bool) -> dict:
+    """Validate the arguments and return every protocol setting: the flag's value, or the protocol's tuned one."""
+    protocol = PROTOCOLS["atari" if atari else "classic"]
+    c = {key: getattr(args, key) if getattr(args, key, None) is not None else value for key, value in protocol.items()}
+    if atari and args.sparse_method == "prune" and args.sparsity_aware_init is None:
+        c["sparsity_aware_init"] = False  # [G]'s Atari pruning keeps the dense init
+    c["drop_fraction"] = c["drop_fraction"] if args.sparse_method in ("set", "rigl") else 0.0
+    try:
+        check_sparse_args(
+            args.sparse_method,
+            {"sparsity": args.sparsity},
+            args.sparsity_distribution,
+            c["drop_fraction"],
+            args.drop_schedule,
+            c["update_interval"],
+        )
+    except ValueError as e:
+        fail(str(e))
+    for name in (
+        "total_timesteps",
+        "buffer_size",
+        "batch_size",
+        "target_network_frequency",
+        "train_frequency",
+        "eval_frequency",
+        "eval_episodes",
+        "hidden_width",
+    ):
+        if c[name] < 1:
+            fail(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
+    if args.num_envs < 1 or c["total_timesteps"] < args.num_envs:
+        fail(f"--num-envs must be at least 1 and at most --total-timesteps, got {args.num_envs}")
+    if c["buffer_size"] < c["batch_size"]:
+        fail(f"--buffer-size ({c['buffer_size']}) must be at least --batch-size ({c['batch_size']})")
+    if c["learning_starts"] < 0 or c["exploration_steps"] < 0:
+        fail("--learning-starts and --exploration-steps must be non-negative")
+    for name in ("start_e", "end_e"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if not 0.0 <= c["eval_epsilon"] <= 1.0:
+        fail(f"--eval-epsilon must be in [0, 1], got {c['eval_epsilon']}")
+    return c
+
+
+def train(args: Args) -> dict:
+    """Train DQN with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+    try:
+        atari = is_atari(args.env_id)
+        probe = gym.make(args.env_id)
+    except gym.error.Error as e:
+        fail(f"cannot make --env-id {args.env_id}: {e}")
+    if not isinstance(probe.action_space, gym.spaces.Discrete):
+        fail(f"{args.env_id} has a {type(probe.action_space).__name__} action space; DQN needs a discrete one")
+    if not atari and len(probe.observation_space.shape or ()) != 1:
+        fail(f"{args.env_id} is neither Atari nor a flat-vector environment; this script handles those two")
+    probe.close()
+    c = resolve_args(args, atari)
+
+    # Gradient steps: one every train_frequency vector steps once learning has started.
+    iterations = c["total_timesteps"] // args.num_envs
+    grad_steps = max(0, iterations - math.ceil(c["learning_starts"] / args.num_envs)) // c["train_frequency"]
+    update_end = args.update_end if args.update_end is not None else int(c["update_end_frac"] * grad_steps)
+    prune_start = args.prune_start if args.prune_start is not None else int(c["prune_start_frac"] * grad_steps)
+    prune_end = args.prune_end if args.prune_end is not None else int(c["prune_end_frac"] * grad_steps)
+    if args.sparse_method == "prune" and prune_end <= prune_start:
+        fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+
+    run_name = (
+        f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    )
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config={**vars(args), **c},
+            name=run_name,
+            monitor_gym=True,
+            save_code=True,
+        )
+    run_dir = f"runs/{run_name}"
+    writer = SummaryWriter(run_dir)
+    table = "\n".join(f"|{key}|{value}|" for key, value in {**vars(args), **c}.items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    envs = gym.vector.SyncVectorEnv(
+        [
+            make_env(args.env_id, args.seed + i, i, args.capture_video, run_name, c["max_episode_steps"])
+            for i in range(args.num_envs)
+        ]
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    frame_shape = envs.single_observation_space.shape
+    stack = 4 if atari else 1
+    obs_shape = (stack, *frame_shape) if atari else frame_shape
+    n_actions = int(envs.single_action_space.n)
+
+    q_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari).to(device)
+    try:
+        sparse = SparseNetwork(
+            q_network,
+            (torch.zeros(1, *obs_shape, device=device),),
+            batch_size=c["batch_size"],
+            method=args.sparse_method,
+            sparsity=args.sparsity,
+            distribution=args.sparsity_distribution,
+            dense_first_layer=args.dense_first_layer,
+            dense_output_layer=args.dense_output_layer,
+            sparsity_aware_init=c["sparsity_aware_init"],
+            update_interval=c["update_interval"],
+            drop_fraction=c["drop_fraction"],
+            drop_schedule=args.drop_schedule,
+            update_start=args.update_start,
+            update_end=update_end,
+            prune_start=prune_start,
+            prune_end=prune_end,
+        )
+    except ValueError as e:
+        fail(str(e))
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
+    optimizer = torch.optim.Adam(weight_decay_groups([q_network], c["weight_decay"]), lr=c["learning_rate"], fused=True)
+    target_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari).to(device)
+    target_network.load_state_dict(q_network.state_dict())  # a copy of the masked network: exactly as sparse
+
+    obs_dtype = np.uint8 if atari else np.float32
+    rb = ReplayBuffer(c["buffer_size"], args.num_envs, frame_shape, obs_dtype, stack, args.seed)
+    envs.action_space.seed(args.seed)
+
+    def log_sparsity(step: int) -> None:
+        for key, value in sparse.stats().items():
+            writer.add_scalar(f"sparsity/q_network/{key}", value, step)
+        writer.add_scalar("sparsity/train_flops_vs_dense", sparse.stats()["train_flops_vs_dense"], step)
+
+    eval_env = make_env(args.env_id, args.seed + 100, 1, False, run_name, c["max_episode_steps"])()
+    log_sparsity(0)
+    evaluations: list[tuple[int, float]] = []
+    next_eval = c["eval_frequency"]
+    start_time = time.time()
+    obs, _ = envs.reset(seed=args.seed)
+    # the agent's view: the last `stack` observations of each env, zeros before the episode's first one
+    state = np.zeros((args.num_envs, stack, *frame_shape), dtype=obs_dtype)
+    state[:, -1] = obs
+    first = np.ones(args.num_envs, dtype=bool)
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    grad_step, loss = 0, torch.zeros(())
+    eval_seconds, learn_start_time = 0.0, None
+    for iteration in range(iterations):
+        global_step = iteration * args.num_envs
+        epsilon = (
+            linear_schedule(args.start_e, args.end_e, c["exploration_steps"], global_step - c["learning_starts"])
+            if global_step >= c["learning_starts"]
+            else 1.0
+        )
+        if random.random() < epsilon:
+            actions = envs.action_space.sample()
+        else:
+            with torch.no_grad():
+                x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
+                actions = q_network(x.float()).argmax(dim=1).cpu().numpy()
+
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                writer.add_scalar("charts/epsilon", epsilon, global_step)
+
+        clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards  # Dopamine clips rewards in the agent
+        state, first, autoreset = record_step(
+            rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
+        )
+
+        # (iteration > 0: the first row has no next observation yet, so there is nothing to sample)
+        if global_step >= c["learning_starts"] and iteration > 0 and iteration % c["train_frequency"] == 0:
+            if learn_start_time is None:
+                learn_start_time, eval_seconds = time.time(), 0.0
+            grad_step += 1
+            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(c["batch_size"], device)
+            with torch.no_grad():
+                target_max = target_network(b_next_obs.float()).max(dim=1).values
+                td_target = b_rewards + args.gamma * target_max * (1 - b_terminations)
+            old_val = q_network(b_obs.float()).gather(1, b_actions[:, None]).squeeze(1)
+            loss = F.smooth_l1_loss(td_target, old_val) if c["loss"] == "huber" else F.mse_loss(td_target, old_val)
+            optimizer.zero_grad()
+            loss.backward()
+            sparse.prepare_step(optimizer)
+            optimizer.step()
+
+            if grad_step % 100 == 0:
+                writer.add_scalar("losses/td_loss", loss.item(), global_step)
+                writer.add_scalar("losses/q_values", old_val.mean().item(), global_step)
+                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+            if grad_step % c["update_interval"] == 0:
+                log_sparsity(global_step)
+
+        if (iteration + 1) * args.num_envs // c["target_network_frequency"] > global_step // c[
+            "target_network_frequency"
+        ]:
+            target_network.load_state_dict(q_network.state_dict())
+
+        if global_step + args.num_envs >= next_eval or iteration == iterations - 1:
+            next_eval += c["eval_frequency"]
+            eval_start = time.time()
+            returns = evaluate(
+                q_network, eval_env, c["eval_episodes"], c["eval_epsilon"], stack, args.seed + 100, device
+            )
+            eval_seconds += time.time() - eval_start
+            evaluations.append((global_step + args.num_envs, float(returns.mean())))
+            writer.add_scalar("eval/episodic_return", returns.mean(), global_step + args.num_envs)
+            print(
+                f"global_step={global_step + args.num_envs}, eval/episodic_return={returns.mean():.1f}, "
+                f"SPS={int(global_step / max(time.time() - start_time, 1e-9))}"
+            )
+
+    log_sparsity(iterations * args.num_envs)
+    learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")
+    summary = {
+        "script": args.exp_name,
+        "env_id": args.env_id,
+        "sparse_method": args.sparse_method,
+        "seed": args.seed,
+        "total_timesteps": iterations * args.num_envs,
+        "final_eval_return": evaluations[-1][1],
+        "mean_last_10_evals": float(np.mean([r for _, r in evaluations[-10:]])),
+        "lca": float(np.mean([r for _, r in evaluations])) / 1e4,
+        "evaluations": evaluations,
+        "networks": {
+            "q_network": {
+                "active_weights": sparse.active_weights(),
+                "total_weights": sparse.total_weights(),
+                "inference_flops": sparse.flops,
+                "topology_updates": sparse.updates,
+            }
+        },
+        "train_flops_vs_dense": sparse.train_flops / sparse.dense_train_flops if sparse.dense_train_flops else 1.0,
+        "settings": c,
+        "wall_time_s": time.time() - start_time,
+        "learning_sps": grad_step * c["train_frequency"] * args.num_envs / learning_seconds
+        if grad_step
+        else float("nan"),
+        "run_dir": run_dir,
+        "args": asdict(args),
+    }
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+    if args.save_model:
+        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save(
+            {
+                "args": asdict(args),
+                "settings": c,
+                "obs_shape": obs_shape,
+                "n_actions": n_actions,
+                "atari": atari,
+                "q_network": q_network.state_dict(),
+                "masks": {"q_network": {k: m.cpu() for k, m in sparse.masks.items()}},
+            },
+            model_path,
+        )
+        summary["model_path"] = model_path
+        print(f"model saved to {model_path}")
+
+    net = summary["networks"]["q_network"]
+    print(
+        f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, "
+        f"{summary['total_timesteps']} steps ==="
+    )
+    print(
+        f"final evaluation return {summary['final_eval_return']:.1f} ({c['eval_episodes']} episodes); "
+        f"mean of last 10 evaluations {summary['mean_last_10_evals']:.1f}"
+    )
+    print(
+        f"q_network: {net['active_weights']}/{net['total_weights']} weights active "
+        f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+        f"{net['inference_flops']:.0f} inference FLOPs"
+    )
+    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+
+    envs.close()
+    eval_env.close()
+    writer.close()
+    return summary
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))

@@ -1,0 +1,191 @@
+"""sparse_dqn_atari.py: the frame-once replay buffer, Dopamine-style preprocessing, and short real runs on CartPole
+and Pong for every method."""
+
+import glob
+import os
+import resource
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+import sparse_dqn_atari as dqn
+
+SCRIPT = os.path.join(ROOT, "sparse_dqn_atari.py")
+
+
+class FrameEnv(gym.Env):
+    """2x2 uint8 frames filled with 10 * episode + step, so every frame says where it came from; terminates after
+    `terminate_at` steps when given (a TimeLimit truncates the others)."""
+
+    observation_space = gym.spaces.Box(0, 255, (2, 2), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminate_at: int | None = None) -> None:
+        self.terminate_at, self.episode, self.t = terminate_at, 0, 0
+
+    def frame(self) -> np.ndarray:
+        return np.full((2, 2), 10 * self.episode + self.t, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return self.frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.frame(), 1.0, self.t == self.terminate_at, False, {}
+
+
+def test_replay_rebuilds_stacked_states_across_episode_boundaries():
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.wrappers.TimeLimit(FrameEnv(), 6), lambda: gym.wrappers.TimeLimit(FrameEnv(3), 6)]
+    )
+    rb = dqn.ReplayBuffer(100, 2, (2, 2), np.uint8, stack=4, seed=0)
+    obs, _ = envs.reset(seed=0)
+    state = np.zeros((2, 4, 2, 2), np.uint8)
+    state[:, -1] = obs
+    first, autoreset = np.ones(2, bool), np.zeros(2, bool)
+    acted_on = []
+    for _ in range(20):
+        acted_on.append(state.copy())
+        actions = envs.action_space.sample()
+        next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+        state, first, autoreset = dqn.record_step(
+            rb, state, first, autoreset, actions, rewards, next_obs, terminations, truncations
+        )
+    for row, expected in enumerate(acted_on):  # the buffer rebuilds exactly what the agent acted on
+        for env in range(2):
+            got = rb.states(np.array([row]), np.array([env]))[0]
+            np.testing.assert_array_equal(got, expected[env])
+    # planted values, env 1 (3-step episodes): rows 0-3 are frames 10-13 (13 final, stored by the reset step),
+    # rows 4-7 are 20-23; row 6 is the third state of episode 2, zero-padded, and row 3 is not a transition
+    assert [v[0, 0] for v in rb.states(np.array([6]), np.array([1]))[0]] == [0, 20, 21, 22]
+    assert [v[0, 0] for v in rb.states(np.array([7]), np.array([1]))[0]] == [20, 21, 22, 23]
+    assert rb.valid[:8, 1].tolist() == [True, True, True, False, True, True, True, False]
+    # sampled transitions: next state = state shifted by one frame of the same episode
+    s, a, r, s2, done = rb.sample(64, torch.device("cpu"))
+    last, nxt = s[:, -1, 0, 0].numpy().astype(int), s2[:, -1, 0, 0].numpy().astype(int)
+    assert (nxt == last + 1).all()  # never a jump to a reset frame
+    np.testing.assert_array_equal(s2[:, :-1].numpy(), s[:, 1:].numpy())
+    terminal_frames = nxt[done.numpy() == 1] % 10
+    assert len(terminal_frames) and (terminal_frames == 3).all()  # only env 1's third step terminates
+
+
+def test_replay_memory_is_one_frame_per_transition_and_lazy():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rb = dqn.ReplayBuffer(1_000_000, 1, (84, 84), np.uint8, stack=4, seed=0)
+    total = sum(a.nbytes for a in (rb.obs, rb.actions, rb.rewards, rb.terminations, rb.first, rb.valid))
+    assert rb.obs.nbytes == 1_000_000 * 84 * 84  # each frame once: 6.6 GiB for 1M transitions
+    assert total < 7.0 * 2**30
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    assert after - before < 200 * 1024  # untouched pages are not resident: a default run starts at once
+
+
+def test_area_resize_and_max_pool():
+    m = dqn.AtariPreprocessing.area_matrix(210, 84)
+    assert m.shape == (84, 210)
+    np.testing.assert_allclose(m.sum(1), 1.0, rtol=1e-6)
+    # 210 -> 84 is 2.5 input rows per output row: row 0 averages rows 0, 1 and half of row 2
+    np.testing.assert_allclose(m[0, :3], [0.4, 0.4, 0.2], rtol=1e-6)
+    env = dqn.make_env("ALE/Pong-v5", 0, 0, False, "x")()
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (84, 84) and obs.dtype == np.uint8
+    # the banded resize equals the full area-averaging matrix product
+    wrapper = env
+    while not isinstance(wrapper, dqn.AtariPreprocessing):
+        wrapper = wrapper.env
+    pooled = np.maximum(wrapper.frames[0], wrapper.frames[1]).astype(np.float32)
+    full = np.rint(m @ pooled @ dqn.AtariPreprocessing.area_matrix(160, 84).T).astype(np.uint8)
+    np.testing.assert_array_equal(obs, full)
+    assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)  # sticky actions
+    frame_before = env.unwrapped.ale.getEpisodeFrameNumber()
+    env.step(0)
+    assert env.unwrapped.ale.getEpisodeFrameNumber() - frame_before == 4  # frame skip 4
+
+
+CARTPOLE = dict(
+    env_id="CartPole-v1",
+    total_timesteps=600,
+    learning_starts=100,
+    eval_frequency=600,
+    eval_episodes=2,
+    update_end=400,
+    update_interval=50,
+    prune_start=100,
+    prune_end=400,
+    batch_size=32,
+    hidden_width=64,
+)
+PONG = dict(
+    total_timesteps=300,
+    learning_starts=100,
+    eval_frequency=300,
+    eval_episodes=1,
+    update_end=40,
+    update_interval=10,
+    prune_start=10,
+    prune_end=40,
+    buffer_size=1000,
+    train_frequency=4,
+)
+
+
+@pytest.mark.parametrize("method", ["dense", "static", "set", "rigl", "prune"])
+@pytest.mark.parametrize("setting", ["cartpole", "pong"])
+def test_short_run_per_method(setting, method, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summary = dqn.train(dqn.Args(**(CARTPOLE if setting == "cartpole" else PONG), sparse_method=method))
+    assert np.isfinite(summary["final_eval_return"])
+    assert glob.glob(os.path.join(summary["run_dir"], "events.out.tfevents.*"))
+    net = summary["networks"]["q_network"]
+    ratio = net["active_weights"] / net["total_weights"]
+    assert ratio == 1.0 if method == "dense" else ratio == pytest.approx(0.1, abs=0.001)
+    # updates every Delta T within the window. cartpole: set/rigl 50, 100, ..., 400 (8), prune 100, ..., 400 (7);
+    # pong: 10, 20, 30, 40 (4) for all three
+    expected = {"dense": 0, "static": 0, "prune": 7 if setting == "cartpole" else 4}.get(method)
+    expected = expected if expected is not None else (8 if setting == "cartpole" else 4)
+    assert net["topology_updates"] == expected
+    if setting == "pong":
+        assert summary["evaluations"][-1][1] >= -21  # at most 200 steps: the evaluation episode is truncated
+        assert summary["settings"]["weight_decay"] == 0.0 and summary["settings"]["loss"] == "huber"
+        assert summary["settings"]["sparsity_aware_init"] == (method != "prune")
+
+
+def test_same_seed_same_results_and_saved_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = dqn.train(dqn.Args(**{**CARTPOLE, "eval_frequency": 300}, sparse_method="set", seed=2, save_model=True))
+    b = dqn.train(dqn.Args(**{**CARTPOLE, "eval_frequency": 300}, sparse_method="set", seed=2))
+    c = dqn.train(dqn.Args(**{**CARTPOLE, "eval_frequency": 300}, sparse_method="set", seed=3))
+    assert a["evaluations"] == b["evaluations"] != c["evaluations"]
+    ckpt = torch.load(a["model_path"], weights_only=False)
+    q = dqn.QNetwork(ckpt["obs_shape"], ckpt["n_actions"], ckpt["settings"]["hidden_width"], ckpt["atari"])
+    q.load_state_dict(ckpt["q_network"])
+    for name, mask in ckpt["masks"]["q_network"].items():
+        assert (dict(q.named_modules())[name].weight[mask == 0] == 0).all()
+    env = dqn.make_env("CartPole-v1", 0, 1, False, "x")()
+    returns = dqn.evaluate(q, env, 2, 0.0, 1, 2 + 100, torch.device("cpu"))
+    assert returns.mean() == pytest.approx(a["final_eval_return"])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "Pendulum-v1"], "DQN needs a discrete one"),
+        (["--env-id", "CartPole-v1", "--buffer-size", "64", "--batch-size", "128"], "--buffer-size (64) must be"),
+        (["--sparsity", "1.0"], "--sparsity must be in [0, 1)"),
+        (["--env-id", "CartPole-v1", "--eval-epsilon", "2"], "--eval-epsilon must be in [0, 1]"),
+        (["--env-id", "ALE/NoSuchGame-v5"], "cannot make --env-id ALE/NoSuchGame-v5"),
+    ],
+)
+def test_bad_input_fails_with_one_line(flags, message):
+    result = subprocess.run(
+        [sys.executable, SCRIPT, *flags, "--total-timesteps", "10"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
