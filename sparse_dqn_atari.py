@@ -520,6 +520,60 @@ class SparseNetwork:
         return out
 
 
+def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
+    """Write every network's sparsity scalars under sparsity/<net>/, and all networks' training FLOPs relative to
+    dense under sparsity/train_flops_vs_dense."""
+    for net_name, sparse in sparse_nets.items():
+        for key, value in sparse.stats().items():
+            writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    if dense_flops > 0:
+        ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
+        writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
+
+
+def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
+    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
+    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    returns = [r for _, r in evaluations]
+    return {
+        "final_eval_return": returns[-1],
+        "mean_last_10_evals": float(np.mean(returns[-10:])),
+        "lca": float(np.mean(returns)) / 1e4,
+        "evaluations": evaluations,
+        "networks": {
+            name: {
+                "active_weights": s.active_weights(),
+                "total_weights": s.total_weights(),
+                "inference_flops": s.flops,
+                "topology_updates": s.updates,
+            }
+            for name, s in sparse_nets.items()
+        },
+        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
+    print(
+        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
+        f"{summary['total_timesteps']} steps ==="
+    )
+    print(
+        f"final evaluation return {summary['final_eval_return']:.1f}; "
+        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
+    )
+    for name, net in summary["networks"].items():
+        print(
+            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+        )
+    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+
+
 # --- end sparse training ---
 
 
@@ -912,6 +966,7 @@ def train(args: Args) -> dict:
         )
     except ValueError as e:
         fail(str(e))
+    sparse_nets = {"q_network": sparse}
     # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
     optimizer = torch.optim.Adam(weight_decay_groups([q_network], c["weight_decay"]), lr=c["learning_rate"], fused=True)
     target_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari).to(device)
@@ -921,13 +976,8 @@ def train(args: Args) -> dict:
     rb = ReplayBuffer(c["buffer_size"], args.num_envs, frame_shape, obs_dtype, stack, args.seed)
     envs.action_space.seed(args.seed)
 
-    def log_sparsity(step: int) -> None:
-        for key, value in sparse.stats().items():
-            writer.add_scalar(f"sparsity/q_network/{key}", value, step)
-        writer.add_scalar("sparsity/train_flops_vs_dense", sparse.stats()["train_flops_vs_dense"], step)
-
     eval_env = make_env(args.env_id, args.seed + 100, 1, False, run_name, c["max_episode_steps"])()
-    log_sparsity(0)
+    log_sparsity(writer, sparse_nets, 0)
     evaluations: list[tuple[int, float]] = []
     next_eval = c["eval_frequency"]
     start_time = time.time()
@@ -987,7 +1037,7 @@ def train(args: Args) -> dict:
                 writer.add_scalar("losses/q_values", old_val.mean().item(), global_step)
                 writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
             if grad_step % c["update_interval"] == 0:
-                log_sparsity(global_step)
+                log_sparsity(writer, sparse_nets, global_step)
 
         if (iteration + 1) * args.num_envs // c["target_network_frequency"] > global_step // c[
             "target_network_frequency"
@@ -1008,7 +1058,7 @@ def train(args: Args) -> dict:
                 f"SPS={int(global_step / max(time.time() - start_time, 1e-9))}"
             )
 
-    log_sparsity(iterations * args.num_envs)
+    log_sparsity(writer, sparse_nets, iterations * args.num_envs)
     learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")
     summary = {
         "script": args.exp_name,
@@ -1016,19 +1066,7 @@ def train(args: Args) -> dict:
         "sparse_method": args.sparse_method,
         "seed": args.seed,
         "total_timesteps": iterations * args.num_envs,
-        "final_eval_return": evaluations[-1][1],
-        "mean_last_10_evals": float(np.mean([r for _, r in evaluations[-10:]])),
-        "lca": float(np.mean([r for _, r in evaluations])) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            "q_network": {
-                "active_weights": sparse.active_weights(),
-                "total_weights": sparse.total_weights(),
-                "inference_flops": sparse.flops,
-                "topology_updates": sparse.updates,
-            }
-        },
-        "train_flops_vs_dense": sparse.train_flops / sparse.dense_train_flops if sparse.dense_train_flops else 1.0,
+        **run_summary(sparse_nets, evaluations),
         "settings": c,
         "wall_time_s": time.time() - start_time,
         "learning_sps": grad_step * c["train_frequency"] * args.num_envs / learning_seconds
@@ -1057,21 +1095,7 @@ def train(args: Args) -> dict:
         summary["model_path"] = model_path
         print(f"model saved to {model_path}")
 
-    net = summary["networks"]["q_network"]
-    print(
-        f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f} ({c['eval_episodes']} episodes); "
-        f"mean of last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    print(
-        f"q_network: {net['active_weights']}/{net['total_weights']} weights active "
-        f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-        f"{net['inference_flops']:.0f} inference FLOPs"
-    )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+    print_summary(summary)
 
     envs.close()
     eval_env.close()

@@ -462,6 +462,60 @@ class SparseNetwork:
         return out
 
 
+def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
+    """Write every network's sparsity scalars under sparsity/<net>/, and all networks' training FLOPs relative to
+    dense under sparsity/train_flops_vs_dense."""
+    for net_name, sparse in sparse_nets.items():
+        for key, value in sparse.stats().items():
+            writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    if dense_flops > 0:
+        ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
+        writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
+
+
+def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
+    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
+    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    returns = [r for _, r in evaluations]
+    return {
+        "final_eval_return": returns[-1],
+        "mean_last_10_evals": float(np.mean(returns[-10:])),
+        "lca": float(np.mean(returns)) / 1e4,
+        "evaluations": evaluations,
+        "networks": {
+            name: {
+                "active_weights": s.active_weights(),
+                "total_weights": s.total_weights(),
+                "inference_flops": s.flops,
+                "topology_updates": s.updates,
+            }
+            for name, s in sparse_nets.items()
+        },
+        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
+    print(
+        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
+        f"{summary['total_timesteps']} steps ==="
+    )
+    print(
+        f"final evaluation return {summary['final_eval_return']:.1f}; "
+        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
+    )
+    for name, net in summary["networks"].items():
+        print(
+            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+        )
+    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+
+
 # --- end sparse training ---
 
 
@@ -746,17 +800,8 @@ def train(args: Args) -> dict:
     action_high = torch.as_tensor(high, dtype=torch.float32, device=device)
     envs.action_space.seed(args.seed)
 
-    def log_sparsity(step: int) -> None:
-        dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-        for net_name, s in sparse_nets.items():
-            for key, value in s.stats().items():
-                writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
-        if dense_flops > 0:
-            ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
-            writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
-
     eval_env = gym.make(args.env_id)
-    log_sparsity(0)
+    log_sparsity(writer, sparse_nets, 0)
     evaluations: list[tuple[int, float]] = []
     next_eval = args.eval_frequency
     start_time = time.time()
@@ -831,7 +876,7 @@ def train(args: Args) -> dict:
                 writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
                 writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
             if grad_step % args.update_interval == 0:
-                log_sparsity(global_step)
+                log_sparsity(writer, sparse_nets, global_step)
 
         if global_step + args.num_envs >= next_eval or iteration == iterations - 1:
             next_eval += args.eval_frequency
@@ -845,30 +890,16 @@ def train(args: Args) -> dict:
                 f"SPS={int(global_step / max(time.time() - start_time, 1e-9))}"
             )
 
-    log_sparsity(iterations * args.num_envs)
+    log_sparsity(writer, sparse_nets, iterations * args.num_envs)
     # Steps per second while learning, evaluation excluded: what the speed benchmark compares across methods.
     learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
     summary = {
         "script": args.exp_name,
         "env_id": args.env_id,
         "sparse_method": args.sparse_method,
         "seed": args.seed,
         "total_timesteps": iterations * args.num_envs,
-        "final_eval_return": evaluations[-1][1],
-        "mean_last_10_evals": float(np.mean([r for _, r in evaluations[-10:]])),
-        "lca": float(np.mean([r for _, r in evaluations])) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            name: {
-                "active_weights": s.active_weights(),
-                "total_weights": s.total_weights(),
-                "inference_flops": s.flops,
-                "topology_updates": s.updates,
-            }
-            for name, s in sparse_nets.items()
-        },
-        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
+        **run_summary(sparse_nets, evaluations),
         "wall_time_s": time.time() - start_time,
         "learning_sps": grad_step * args.num_envs / learning_seconds if grad_step else float("nan"),
         "run_dir": run_dir,
@@ -896,21 +927,7 @@ def train(args: Args) -> dict:
         summary["model_path"] = model_path
         print(f"model saved to {model_path}")
 
-    print(
-        f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f} ({args.eval_episodes} episodes); "
-        f"mean of last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    for name, net in summary["networks"].items():
-        print(
-            f"{name:>5}: {net['active_weights']}/{net['total_weights']} weights active "
-            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-            f"{net['inference_flops']:.0f} inference FLOPs"
-        )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+    print_summary(summary)
 
     envs.close()
     eval_env.close()
