@@ -8,6 +8,7 @@ Methods run in a rotated order each round and the median over rounds is reported
 """
 
 import argparse
+import dataclasses
 import importlib
 import os
 import statistics
@@ -18,13 +19,17 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SCRIPTS = {"td3": "sparse_td3_continuous", "sac": "sparse_sac_continuous", "dqn": "sparse_dqn_atari"}
+SCRIPTS = {
+    "td3": "sparse_td3_continuous",
+    "sac": "sparse_sac_continuous",
+    "dqn": "sparse_dqn_atari",
+    "ppo": "sparse_ppo",
+}
 METHODS = ["dense", "static", "set", "rigl", "prune"]
 
 
 def measure(module, method: str, steps: int, learning_starts: int, env_id: str | None) -> float:
-    args = module.Args(
-        **({"env_id": env_id} if env_id else {}),
+    settings = dict(
         sparse_method=method,
         total_timesteps=learning_starts + steps,
         learning_starts=learning_starts,
@@ -33,7 +38,10 @@ def measure(module, method: str, steps: int, learning_starts: int, env_id: str |
         eval_episodes=1,
         update_end=steps,  # every topology update of the default interval falls inside the window
     )
-    return module.train(args)["learning_sps"]
+    if env_id:
+        settings["env_id"] = env_id
+    fields = {f.name for f in dataclasses.fields(module.Args)}  # PPO has no warm-up and no replay buffer
+    return module.train(module.Args(**{k: v for k, v in settings.items() if k in fields}))["learning_sps"]
 
 
 def main() -> None:

@@ -1,0 +1,1036 @@
+# Docs and results: docs/ppo.md. PPO (Schulman et al. 2017) with a sparse actor and critic, as in Graesser et al.
+# (ICML 2022): CleanRL's ppo_continuous_action.py (Gaussian policy, observation and reward normalization) and ppo.py
+# (categorical policy) in one file, with every sparse method.
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal, NoReturn
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions.categorical import Categorical
+from torch.distributions.normal import Normal
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be enabled when available"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "sparse-rl"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to capture videos of the agent (first training env; needs `pip install moviepy`)"""
+    save_model: bool = False
+    """whether to save weights, masks, normalization statistics and args to `runs/{run_name}/{exp_name}.pt`"""
+
+    # Algorithm specific arguments. None: CleanRL's value for the action space, continuous (ppo_continuous_action.py,
+    # [G]'s MuJoCo setup) or discrete (ppo.py); see docs/ppo.md.
+    env_id: str = "HalfCheetah-v5"
+    """the id of the environment (continuous or discrete actions, flat observations)"""
+    total_timesteps: int | None = None
+    """total environment steps; None: continuous 1,001,472 (489 rollouts of 2048, as [G]), discrete 500k"""
+    learning_rate: float | None = None
+    """Adam learning rate; None: continuous 3e-4, discrete 2.5e-4"""
+    num_envs: int | None = None
+    """parallel environments; None: continuous 1, discrete 4"""
+    num_steps: int | None = None
+    """steps per environment per rollout; None: continuous 2048, discrete 128"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int | None = None
+    """minibatches per epoch; None: continuous 32, discrete 4"""
+    update_epochs: int | None = None
+    """epochs over each rollout; None: continuous 10, discrete 4"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """use a clipped value loss, as in the PPO paper"""
+    ent_coef: float | None = None
+    """entropy coefficient; None: continuous 0, discrete 0.01"""
+    vf_coef: float = 0.5
+    """value-loss coefficient"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for gradient clipping"""
+    norm_obs: bool | None = None
+    """normalize observations with running statistics (clipped to +-10); None: continuous yes, discrete no"""
+    norm_reward: bool | None = None
+    """scale rewards by the running std of discounted returns (clipped to +-10); None: continuous yes, discrete no"""
+    hidden_width: int = 64
+    """units in each of the two hidden layers of actor and critic; narrow it for a parameter-matched baseline"""
+    eval_frequency: int = 20_000
+    """environment steps between deterministic evaluations (at the end of the rollout that crosses it)"""
+    eval_episodes: int = 10
+    """episodes per evaluation"""
+
+    # Sparse training (the same names in every script). None: [G]'s tuned PPO value for the method (docs/ppo.md).
+    sparse_method: Literal["dense", "static", "set", "rigl", "prune"] = "rigl"
+    """dense, static (fixed random mask), set (magnitude drop, random grow), rigl (gradient grow), prune"""
+    sparsity: float = 0.9
+    """overall sparsity of the actor and of the critic (each separately), in [0, 1)"""
+    actor_sparsity: float | None = None
+    """overrides --sparsity for the actor"""
+    critic_sparsity: float | None = None
+    """overrides --sparsity for the critic"""
+    sparsity_distribution: Literal["uniform", "er", "erk"] = "erk"
+    """how a network's sparsity is spread over its layers"""
+    dense_first_layer: bool = False
+    """keep each network's first layer dense (it still counts against the sparsity budget)"""
+    dense_output_layer: bool = False
+    """keep each network's output layer dense ([G] masks every layer)"""
+    sparsity_aware_init: bool | None = None
+    """re-initialize active weights with [G]'s sparsity-aware init; None: the method's tuned choice"""
+    weight_decay: float | None = None
+    """L2 weight decay on weight matrices (not biases); None: the method's tuned value"""
+    update_interval: int | None = None
+    """Delta T: gradient steps between topology updates or pruning steps; None: the method's tuned value"""
+    drop_fraction: float | None = None
+    """initial fraction of each layer's active weights replaced per update; None: the method's tuned value"""
+    drop_schedule: Literal["cosine", "constant"] = "cosine"
+    """drop-fraction schedule over the topology-update window"""
+    update_start: int = 0
+    """gradient step at which topology updates start"""
+    update_end: int | None = None
+    """gradient step after which topology updates stop; None: 80% of the gradient steps"""
+    prune_start: int | None = None
+    """gradient step at which gradual pruning starts; None: 32k of 156,480 gradient steps (as [G]), scaled"""
+    prune_end: int | None = None
+    """gradient step at which gradual pruning reaches its target; None: 120k of 156,480 (as [G]), scaled"""
+
+
+# CleanRL's PPO settings per kind of action space; a flag left at None takes the value here.
+PROTOCOLS = {
+    "continuous": dict(
+        total_timesteps=489 * 2048,
+        learning_rate=3e-4,
+        num_envs=1,
+        num_steps=2048,
+        num_minibatches=32,
+        update_epochs=10,
+        ent_coef=0.0,
+        norm_obs=True,
+        norm_reward=True,
+    ),
+    "discrete": dict(
+        total_timesteps=500_000,
+        learning_rate=2.5e-4,
+        num_envs=4,
+        num_steps=128,
+        num_minibatches=4,
+        update_epochs=4,
+        ent_coef=0.01,
+        norm_obs=False,
+        norm_reward=False,
+    ),
+}
+# [G]'s tuned PPO settings per method (SPEC section 3).
+TUNED = {
+    "dense": dict(weight_decay=1e-6, update_interval=1000, drop_fraction=0.0, sparsity_aware_init=False),
+    "static": dict(weight_decay=0.0, update_interval=1000, drop_fraction=0.0, sparsity_aware_init=True),
+    "prune": dict(weight_decay=1e-6, update_interval=500, drop_fraction=0.0, sparsity_aware_init=False),
+    "rigl": dict(weight_decay=1e-4, update_interval=250, drop_fraction=0.3, sparsity_aware_init=True),
+    "set": dict(weight_decay=1e-6, update_interval=100, drop_fraction=0.0, sparsity_aware_init=True),
+}
+# [G]'s pruning window: gradient steps 32k to 120k of 489 rollouts x 10 epochs x 32 minibatches = 156,480.
+PRUNE_WINDOW = (32_000 / 156_480, 120_000 / 156_480)
+
+
+# --- sparse training (identical in every script) ---
+# Masks, topology updates, pruning and cost accounting for the Linear and Conv2d weights of any torch module.
+# The recipe: a network keeps dense weight tensors plus one float 0/1 mask per sparse layer. Inactive weights are
+# exactly zero and stay zero because their gradients are zeroed before every optimizer step (one elementwise op per
+# layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
+# masked. Formulas and conventions follow shared SPEC sections 1, 2 and 5 (RigL's and [G]'s code).
+SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
+SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
+DROP_SCHEDULES = ("cosine", "constant")
+
+
+def maskable_layers(net: nn.Module) -> dict[str, nn.Module]:
+    """The Linear and Conv2d layers of `net` in registration order; the first and last are its input and output."""
+    return {name: m for name, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+
+
+def active_count(numel: int, sparsity: float) -> int:
+    """Active weights of a layer at `sparsity`; as RigL, the number of zeros is floor(sparsity * numel)."""
+    return numel - math.floor(sparsity * numel)
+
+
+def layer_sparsities(
+    shapes: dict[str, tuple[int, ...]], sparsity: float, distribution: str, dense_layers: set[str] = frozenset()
+) -> dict[str, float]:
+    """Per-layer sparsities giving one network the overall `sparsity` (SPEC section 2).
+
+    uniform: every sparse layer gets `sparsity`. er / erk: density = eps * p_l with p_l = sum(shape) / prod(shape)
+    (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps solved so the network keeps
+    (1 - sparsity) of its weights; layers in `dense_layers` are dense and spend part of that budget. When eps * p_l
+    would exceed 1, the layers with the largest p_l become dense and eps is solved again.
+    """
+    if distribution == "uniform":
+        return {name: 0.0 if name in dense_layers else sparsity for name in shapes}
+    dense = set(dense_layers)
+    eps, raw = 0.0, {}
+    while True:
+        budget, divisor, raw = 0.0, 0.0, {}
+        for name, shape in shapes.items():
+            numel = math.prod(shape)
+            zeros = math.floor(sparsity * numel)
+            if name in dense:
+                budget -= zeros  # a dense layer keeps the zeros the other layers now have to make up for
+            else:
+                budget += numel - zeros
+                dims = shape if distribution == "erk" else shape[:2]
+                raw[name] = sum(dims) / math.prod(dims)
+                divisor += raw[name] * numel
+        if not raw:
+            break
+        eps = budget / divisor
+        if eps <= 0:
+            raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        p_max = max(raw.values())
+        if eps * p_max <= 1.0:
+            break
+        dense |= {name for name, p in raw.items() if p == p_max}
+    return {name: 0.0 if name in dense else 1.0 - eps * raw[name] for name in shapes}
+
+
+def random_mask(shape: tuple[int, ...], sparsity: float) -> torch.Tensor:
+    """A float 0/1 mask with exactly active_count(numel, sparsity) ones at uniformly random positions."""
+    numel = math.prod(shape)
+    mask = torch.zeros(numel)
+    mask[torch.randperm(numel)[: active_count(numel, sparsity)]] = 1.0
+    return mask.view(shape)
+
+
+@torch.no_grad()
+def sparse_init_(weight: torch.Tensor, mask: torch.Tensor) -> None:
+    """[G]'s sparsity-aware init: active w ~ U(-L, L), L = sqrt(3 / max(1, (fan_in + fan_out) / 2)), where fan_in
+    counts the active inputs of the weight's output unit and fan_out the active outputs of its input unit."""
+    m = mask.reshape(mask.shape[0], mask.shape[1], -1)  # (out, in, kernel positions); a Linear has one position
+    fan_in = m.sum(dim=(1, 2), keepdim=True)
+    fan_out = m.sum(dim=(0, 2), keepdim=True)
+    limit = torch.sqrt(3.0 / torch.clamp((fan_in + fan_out) / 2, min=1.0)).expand_as(m).reshape(weight.shape)
+    weight.copy_((torch.rand_like(weight) * 2 - 1) * limit * mask)
+
+
+def drop_fraction_at(step: int, initial: float, end: int, schedule: str) -> float:
+    """Drop fraction f(t): constant, or RigL's cosine decay f0 / 2 * (1 + cos(pi * min(t, end) / end))."""
+    if schedule == "constant" or end <= 0:
+        return initial
+    return initial * 0.5 * (1 + math.cos(math.pi * min(step, end) / end))
+
+
+def pruning_sparsity_at(step: int, final: float, start: int, end: int) -> float:
+    """Zhu & Gupta's cubic schedule from 0 at `start` to `final` at `end`: s_t = s_f * (1 - (1 - progress)^3)."""
+    if step < start:
+        return 0.0
+    if step >= end:
+        return final
+    return final * (1.0 - (1.0 - (step - start) / (end - start)) ** 3)
+
+
+def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups with L2 weight decay on weight tensors only ([G]: weights, not biases)."""
+    params = [p for m in modules for p in m.parameters()]
+    return [
+        {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+    ]
+
+
+def check_sparse_args(
+    method: str,
+    sparsities: dict[str, float],
+    distribution: str,
+    drop_fraction: float,
+    drop_schedule: str,
+    update_interval: int,
+) -> None:
+    """Raise ValueError with a one-line message for a sparse setting no network can be built with."""
+    if method not in SPARSE_METHODS:
+        raise ValueError(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+    if distribution not in SPARSITY_DISTRIBUTIONS:
+        raise ValueError(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+    if drop_schedule not in DROP_SCHEDULES:
+        raise ValueError(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+    for flag, value in sparsities.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"--{flag} must be in [0, 1), got {value}")
+    if not 0.0 <= drop_fraction <= 1.0:
+        raise ValueError(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+    if update_interval < 1:
+        raise ValueError(f"--update-interval must be at least 1, got {update_interval}")
+
+
+class SparseNetwork:
+    """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
+
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
+    gradient step of that network call `prepare_step(optimizer)` between `loss.backward()` and `optimizer.step()`.
+    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
+    `apply_masks_(self.weights_of(target))` after each soft update.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        example_inputs: tuple[torch.Tensor, ...],
+        batch_size: int,
+        method: str = "dense",
+        sparsity: float = 0.0,
+        distribution: str = "erk",
+        dense_first_layer: bool = False,
+        dense_output_layer: bool = False,
+        sparsity_aware_init: bool = False,
+        update_interval: int = 1000,
+        drop_fraction: float = 0.3,
+        drop_schedule: str = "cosine",
+        update_start: int = 0,
+        update_end: int = 0,
+        prune_start: int = 0,
+        prune_end: int = 0,
+    ) -> None:
+        self.method, self.batch_size = method, batch_size
+        self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
+        self.update_start, self.update_end = update_start, update_end
+        self.prune_start, self.prune_end = prune_start, prune_end
+        self.layers = maskable_layers(net)
+        names = list(self.layers)
+        dense = {names[0]} if dense_first_layer else set()
+        dense |= {names[-1]} if dense_output_layer else set()
+        shapes = {name: tuple(layer.weight.shape) for name, layer in self.layers.items()}
+        if method == "dense":
+            self.target_sparsity = dict.fromkeys(names, 0.0)
+        else:
+            self.target_sparsity = layer_sparsities(shapes, sparsity, distribution, dense)
+        self.masks: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name, layer in self.layers.items():
+                if self.target_sparsity[name] == 0.0:
+                    continue  # dense layer: no mask, no extra work
+                w = layer.weight
+                # prune starts dense and removes weights; the other methods start at their final sparsity
+                mask = torch.ones_like(w) if method == "prune" else random_mask(w.shape, self.target_sparsity[name])
+                mask = mask.to(w)
+                if sparsity_aware_init:
+                    sparse_init_(w, mask)
+                else:
+                    w.mul_(mask)
+                self.masks[name] = mask
+        self.ever_active = {name: mask.bool() for name, mask in self.masks.items()}
+        self._weights = [self.layers[name].weight for name in self.masks]
+        self._mask_list = list(self.masks.values())
+        self.step = 0
+        self.last_mask_change = 0.0
+        self.updates = 0
+        self.train_flops = 0.0
+        self.dense_train_flops = 0.0
+        # Output positions per sample of each layer (1 for Linear, H*W for Conv2d), read off one forward pass.
+        self._positions: dict[str, int] = {}
+        name_of = {id(layer): name for name, layer in self.layers.items()}
+
+        def record(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            self._positions[name_of[id(module)]] = out[0, 0].numel() if out.dim() > 2 else 1
+
+        hooks = [layer.register_forward_hook(record) for layer in self.layers.values()]
+        with torch.no_grad():
+            net(*[x[:1] for x in example_inputs])
+        for hook in hooks:
+            hook.remove()
+        self.dense_flops = self.forward_flops(dense=True)
+        self._refresh_counts()
+
+    def weights_of(self, other: nn.Module) -> list[torch.Tensor]:
+        """The weights of the layers of `other` (a copy of this network) that this network masks, in mask order."""
+        layers = maskable_layers(other)
+        return [layers[name].weight for name in self.masks]
+
+    @torch.no_grad()
+    def apply_masks_(self, weights: list[torch.Tensor] | None = None) -> None:
+        """Zero the inactive positions of `weights` (default: this network's own): one op for all layers."""
+        if self._mask_list:
+            torch._foreach_mul_(self._weights if weights is None else weights, self._mask_list)
+
+    def forward_flops(self, dense: bool = False) -> float:
+        """Inference FLOPs per sample (SPEC section 5): per output position, nnz(W) multiplies, nnz(W) - n_out adds,
+        n_out bias adds and n_out activation FLOPs (no activation counted after the last layer)."""
+        total = 0.0
+        last = list(self.layers)[-1]
+        for name, layer in self.layers.items():
+            w = layer.weight
+            nnz = w.numel() if dense or name not in self.masks else self._nnz[name]
+            n_out = w.shape[0]
+            flops = 2 * nnz - n_out + (n_out if layer.bias is not None else 0) + (n_out if name != last else 0)
+            total += flops * self._positions[name]
+        return total
+
+    def _refresh_counts(self) -> None:
+        self._nnz = {name: int(mask.sum().item()) for name, mask in self.masks.items()}
+        self.flops = self.forward_flops()
+
+    def _due(self, start: int, end: int) -> bool:
+        return start <= self.step <= end and (self.step - start) % self.update_interval == 0
+
+    @torch.no_grad()
+    def prepare_step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Count one gradient step, update the topology if one is due, add the step's training FLOPs, and zero the
+        gradients of inactive weights. Call between backward() and optimizer.step(). Returns True on a mask update."""
+        self.step += 1
+        updated = False
+        if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
+            self._drop_and_grow(optimizer)
+            updated = True
+        elif (
+            self.method == "prune"
+            and self.masks
+            and (self._due(self.prune_start, self.prune_end) or self.step == self.prune_end)
+        ):
+            self._prune(optimizer)
+            updated = True
+        if self.method == "rigl" and self.step <= self.update_end:
+            # RigL's dense gradient every Delta T steps, spread over the steps (SPEC section 5)
+            dt = self.update_interval
+            step_flops = (3 * self.flops * dt + 2 * self.flops + self.dense_flops) / (dt + 1)
+        else:
+            step_flops = 3 * self.flops
+        self.train_flops += step_flops * self.batch_size
+        self.dense_train_flops += 3 * self.dense_flops * self.batch_size
+        if self._mask_list:
+            torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
+        return updated
+
+    def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> None:
+        """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
+        Growth is random (set) or by the largest |dense gradient| of the current minibatch (rigl)."""
+        fraction = drop_fraction_at(self.step, self.drop_fraction, self.update_end, self.drop_schedule)
+        new_masks = {}
+        for name, mask in self.masks.items():
+            w = self.layers[name].weight
+            k = math.floor(fraction * self._nnz[name])
+            active = mask.bool().flatten()
+            if k == 0:
+                new_masks[name] = active.view_as(w)
+                continue
+            drop_score = torch.where(active, w.abs().flatten(), torch.inf)
+            kept = active.clone()
+            kept[torch.topk(drop_score, k, largest=False).indices] = False
+            if self.method == "rigl":
+                if w.grad is None:
+                    raise RuntimeError("rigl needs the dense gradient: call prepare_step after loss.backward()")
+                grow_score = w.grad.abs().flatten().clone()
+            else:
+                grow_score = torch.rand(w.numel(), device=w.device)
+            # Only positions not kept are candidates: a just-dropped position may come back (and keeps its value).
+            grow_score.masked_fill_(kept, -torch.inf)
+            kept[torch.topk(grow_score, k).indices] = True
+            new_masks[name] = kept.view_as(w)
+        self._set_masks(new_masks, optimizer)
+
+    def _prune(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradual magnitude pruning: each layer keeps its top-|w| weights for its scheduled sparsity."""
+        new_masks = {}
+        for name, mask in self.masks.items():
+            w = self.layers[name].weight
+            s = pruning_sparsity_at(self.step, self.target_sparsity[name], self.prune_start, self.prune_end)
+            score = torch.where(mask.bool(), w.abs(), -1.0).flatten()  # pruned weights never come back
+            keep = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
+            keep[torch.topk(score, active_count(w.numel(), s)).indices] = True
+            new_masks[name] = keep.view_as(w)
+        self._set_masks(new_masks, optimizer)
+
+    def _set_masks(self, new_masks: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+        """Install new boolean masks: dropped and newly grown weights restart at 0 with zeroed optimizer state."""
+        removed, before = 0, 0
+        for name, new in new_masks.items():
+            old = self.masks[name].bool()
+            w = self.layers[name].weight
+            flipped = old ^ new
+            w.masked_fill_(flipped, 0.0)
+            for value in optimizer.state.get(w, {}).values():
+                if torch.is_tensor(value) and value.shape == w.shape:  # Adam's m and v (and any other moments)
+                    value.masked_fill_(flipped, 0.0)
+            removed += int((old & ~new).sum().item())
+            before += self._nnz[name]
+            self.masks[name].copy_(new)  # in place: the cached mask list stays valid
+            self.ever_active[name] |= new
+        self.last_mask_change = removed / max(before, 1)
+        self.updates += 1
+        self._refresh_counts()
+
+    def active_weights(self) -> int:
+        return sum(self._nnz.get(name, layer.weight.numel()) for name, layer in self.layers.items())
+
+    def total_weights(self) -> int:
+        return sum(layer.weight.numel() for layer in self.layers.values())
+
+    def stats(self) -> dict[str, float]:
+        """Scalars for the logs: per-layer density, overall density, mask change of the last update, fraction of
+        weights ever active, inference FLOPs per sample and cumulative training FLOPs (also relative to dense)."""
+        out = {
+            f"density/{name}": self._nnz.get(name, layer.weight.numel()) / layer.weight.numel()
+            for name, layer in self.layers.items()
+        }
+        total = self.total_weights()
+        ever = sum(
+            int(self.ever_active[name].sum().item()) if name in self.masks else layer.weight.numel()
+            for name, layer in self.layers.items()
+        )
+        out.update(
+            {
+                "density": self.active_weights() / total,
+                "mask_change": self.last_mask_change,
+                "ever_active": ever / total,
+                "inference_flops": self.flops,
+                "train_flops": self.train_flops,
+                "train_flops_vs_dense": self.train_flops / max(self.dense_train_flops, 1.0),
+            }
+        )
+        return out
+
+
+def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
+    """Write every network's sparsity scalars under sparsity/<net>/, and all networks' training FLOPs relative to
+    dense under sparsity/train_flops_vs_dense."""
+    for net_name, sparse in sparse_nets.items():
+        for key, value in sparse.stats().items():
+            writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    if dense_flops > 0:
+        ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
+        writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
+
+
+def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
+    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
+    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    returns = [r for _, r in evaluations]
+    return {
+        "final_eval_return": returns[-1],
+        "mean_last_10_evals": float(np.mean(returns[-10:])),
+        "lca": float(np.mean(returns)) / 1e4,
+        "evaluations": evaluations,
+        "networks": {
+            name: {
+                "active_weights": s.active_weights(),
+                "total_weights": s.total_weights(),
+                "inference_flops": s.flops,
+                "topology_updates": s.updates,
+            }
+            for name, s in sparse_nets.items()
+        },
+        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
+    print(
+        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
+        f"{summary['total_timesteps']} steps ==="
+    )
+    print(
+        f"final evaluation return {summary['final_eval_return']:.1f}; "
+        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
+    )
+    for name, net in summary["networks"].items():
+        print(
+            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+        )
+    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+
+
+# --- end sparse training ---
+
+
+def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (tanh), CleanRL's orthogonal init. The actor outputs action means (a Gaussian
+    with state-independent log-std) or logits (categorical)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, width: int, continuous: bool) -> None:
+        super().__init__()
+        self.continuous = continuous
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, act_dim), std=0.01),
+        )
+        # 1-D so that weight decay (weight matrices only) leaves it alone
+        self.actor_logstd = nn.Parameter(torch.zeros(act_dim)) if continuous else None
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x)
+
+    def distribution(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        out = self.actor(x)
+        if self.continuous:
+            return Normal(out, self.actor_logstd.expand_as(out).exp())
+        return Categorical(logits=out)
+
+    def get_action_and_value(
+        self, x: torch.Tensor, action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        dist = self.distribution(x)
+        if action is None:
+            action = dist.sample()
+        log_prob, entropy = dist.log_prob(action), dist.entropy()
+        if self.continuous:
+            log_prob, entropy = log_prob.sum(1), entropy.sum(1)
+        return action, log_prob, entropy, self.critic(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.actor(x)
+        return out if self.continuous else out.argmax(dim=-1)
+
+
+@torch.no_grad()
+def bootstrap_truncations(
+    reward: torch.Tensor,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+    infos: dict,
+    gamma: float,
+    value_of: Callable[[np.ndarray], torch.Tensor],
+) -> None:
+    """A time-limit truncation is not a terminal state: add gamma * V(true final observation) to the reward of every
+    env truncated (not terminated) at this step, in place. With SAME_STEP autoreset the final observations are in
+    infos["final_obs"]; `value_of` maps raw observations to values. (CleanRL's PPO treats truncation as termination.)"""
+    truncated = np.flatnonzero(truncations & ~terminations)
+    if len(truncated):
+        final = np.stack([infos["final_obs"][i] for i in truncated])
+        reward[truncated] += gamma * value_of(final)
+
+
+def evaluate(
+    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
+) -> np.ndarray:
+    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
+    statistics; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            x = obs_rms.normalize(obs) if obs_rms is not None else obs
+            with torch.no_grad():
+                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
+            action = action.cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop before training with a one-line error."""
+    sys.exit(f"error: {message}")
+
+
+def resolve_args(args: Args, continuous: bool) -> dict:
+    """Validate the arguments; return every setting: the flag's value, or the protocol's or method's tuned one."""
+    defaults = {**PROTOCOLS["continuous" if continuous else "discrete"], **TUNED[args.sparse_method]}
+    c = {key: value if getattr(args, key) is None else getattr(args, key) for key, value in defaults.items()}
+    c["actor_sparsity"] = args.sparsity if args.actor_sparsity is None else args.actor_sparsity
+    c["critic_sparsity"] = args.sparsity if args.critic_sparsity is None else args.critic_sparsity
+    sparsities = {"sparsity": args.sparsity}
+    if args.actor_sparsity is not None:
+        sparsities["actor-sparsity"] = args.actor_sparsity
+    if args.critic_sparsity is not None:
+        sparsities["critic-sparsity"] = args.critic_sparsity
+    try:
+        check_sparse_args(
+            args.sparse_method,
+            sparsities,
+            args.sparsity_distribution,
+            c["drop_fraction"],
+            args.drop_schedule,
+            c["update_interval"],
+        )
+    except ValueError as e:
+        fail(str(e))
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if c[name] < 1:
+            fail(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
+    for name in ("hidden_width", "eval_frequency", "eval_episodes"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    c["batch_size"] = c["num_envs"] * c["num_steps"]
+    if c["batch_size"] % c["num_minibatches"]:
+        fail(f"--num-envs x --num-steps ({c['batch_size']}) must be divisible by --num-minibatches")
+    c["minibatch_size"] = c["batch_size"] // c["num_minibatches"]
+    c["num_iterations"] = c["total_timesteps"] // c["batch_size"]
+    if c["num_iterations"] < 1:
+        fail(f"--total-timesteps ({c['total_timesteps']}) is less than one rollout ({c['batch_size']} steps)")
+    if c["weight_decay"] < 0:
+        fail(f"--weight-decay must be non-negative, got {c['weight_decay']}")
+    return c
+
+
+def train(args: Args) -> dict:
+    """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+    try:
+        probe = gym.make(args.env_id)
+    except gym.error.Error as e:
+        fail(f"cannot make --env-id {args.env_id}: {e}")
+    continuous = isinstance(probe.action_space, gym.spaces.Box)
+    if not continuous and not isinstance(probe.action_space, gym.spaces.Discrete):
+        fail(f"{args.env_id} has a {type(probe.action_space).__name__} action space; PPO here needs Box or Discrete")
+    if len(probe.observation_space.shape or ()) != 1:
+        fail(f"{args.env_id} has observations of shape {probe.observation_space.shape}; this PPO needs flat vectors")
+    probe.close()
+    c = resolve_args(args, continuous)
+
+    # Gradient steps: update_epochs x num_minibatches per rollout; every schedule counts them.
+    grad_steps = c["num_iterations"] * c["update_epochs"] * c["num_minibatches"]
+    update_end = args.update_end if args.update_end is not None else int(0.8 * grad_steps)
+    prune_start = args.prune_start if args.prune_start is not None else int(PRUNE_WINDOW[0] * grad_steps)
+    prune_end = args.prune_end if args.prune_end is not None else int(PRUNE_WINDOW[1] * grad_steps)
+    if args.sparse_method == "prune" and prune_end <= prune_start:
+        fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config={**vars(args), **c},
+            name=run_name,
+            monitor_gym=True,
+            save_code=True,
+        )
+    run_dir = f"runs/{run_name}"
+    writer = SummaryWriter(run_dir)
+    table = "\n".join(f"|{key}|{value}|" for key, value in {**vars(args), **c}.items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
+    # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(c["num_envs"])],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # returns of the raw rewards
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape)) if continuous else int(envs.single_action_space.n)
+    obs_rms = RunningMeanStd((obs_dim,)) if c["norm_obs"] else None
+    return_rms = RunningMeanStd() if c["norm_reward"] else None
+    discounted_return = np.zeros(c["num_envs"])
+
+    agent = Agent(obs_dim, act_dim, args.hidden_width, continuous).to(device)
+    example_obs = torch.zeros(1, obs_dim, device=device)
+    sparse_kwargs = dict(
+        batch_size=c["minibatch_size"],
+        method=args.sparse_method,
+        distribution=args.sparsity_distribution,
+        dense_first_layer=args.dense_first_layer,
+        dense_output_layer=args.dense_output_layer,
+        sparsity_aware_init=c["sparsity_aware_init"],
+        update_interval=c["update_interval"],
+        drop_fraction=c["drop_fraction"],
+        drop_schedule=args.drop_schedule,
+        update_start=args.update_start,
+        update_end=update_end,
+        prune_start=prune_start,
+        prune_end=prune_end,
+    )
+    try:
+        actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=c["actor_sparsity"], **sparse_kwargs)
+        critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=c["critic_sparsity"], **sparse_kwargs)
+    except ValueError as e:
+        fail(str(e))
+    sparse_nets = {"actor": actor_sparse, "critic": critic_sparse}
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md). eps 1e-5 is
+    # CleanRL's.
+    groups = weight_decay_groups([agent], c["weight_decay"])
+    optimizer = torch.optim.Adam(groups, lr=c["learning_rate"], eps=1e-5, fused=True)
+
+    # Rollout storage
+    n, e = c["num_steps"], c["num_envs"]
+    obs = torch.zeros((n, e, obs_dim), device=device)
+    actions = torch.zeros((n, e, act_dim) if continuous else (n, e), device=device)
+    logprobs = torch.zeros((n, e), device=device)
+    rewards = torch.zeros((n, e), device=device)
+    dones = torch.zeros((n, e), device=device)
+    values = torch.zeros((n, e), device=device)
+
+    def prepare_obs(raw: np.ndarray, update: bool) -> np.ndarray:
+        if obs_rms is None:
+            return raw
+        if update:
+            obs_rms.update(raw)
+        return obs_rms.normalize(raw)
+
+    eval_env = gym.make(args.env_id)
+    log_sparsity(writer, sparse_nets, 0)
+    evaluations: list[tuple[int, float]] = []
+    next_eval = args.eval_frequency
+    global_step, grad_step = 0, 0
+    start_time, eval_seconds = time.time(), 0.0
+    raw_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
+    next_done = torch.zeros(e, device=device)
+    low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
+
+    for iteration in range(1, c["num_iterations"] + 1):
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / c["num_iterations"]
+            for group in optimizer.param_groups:
+                group["lr"] = frac * c["learning_rate"]
+
+        for step in range(n):
+            global_step += e
+            obs[step], dones[step] = next_obs, next_done
+            with torch.no_grad():
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
+            values[step], actions[step], logprobs[step] = value.flatten(), action, logprob
+
+            env_action = action.cpu().numpy()
+            if continuous:
+                env_action = np.clip(env_action, low, high)  # the unclipped sample is what the policy is trained on
+            raw_obs, reward, terminations, truncations, infos = envs.step(env_action)
+            done = np.logical_or(terminations, truncations)
+            if return_rms is not None:  # reward scaling by the std of the discounted return (gymnasium's way)
+                discounted_return = discounted_return * args.gamma * (1 - terminations) + reward
+                return_rms.update(discounted_return)
+                reward = np.clip(reward / np.sqrt(return_rms.var + 1e-8), -10.0, 10.0)
+                discounted_return[done] = 0.0
+            reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
+            bootstrap_truncations(
+                reward,
+                terminations,
+                truncations,
+                infos,
+                args.gamma,
+                lambda final: agent.get_value(
+                    torch.as_tensor(prepare_obs(final, False), dtype=torch.float32, device=device)
+                ).flatten(),
+            )
+            rewards[step] = reward
+            next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
+            next_done = torch.as_tensor(done, dtype=torch.float32, device=device)
+
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):
+                    writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                    writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+
+        # Generalized advantage estimation; an episode end (termination or truncation) cuts the recursion.
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs).reshape(1, -1)
+            advantages = torch.zeros_like(rewards)
+            lastgaelam = 0
+            for t in reversed(range(n)):
+                if t == n - 1:
+                    nextnonterminal, nextvalues = 1.0 - next_done, next_value
+                else:
+                    nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
+                delta = rewards[t] + args.gamma * nextvalues * nextnonterminal - values[t]
+                advantages[t] = lastgaelam = delta + args.gamma * args.gae_lambda * nextnonterminal * lastgaelam
+            returns = advantages + values
+
+        b_obs = obs.reshape((-1, obs_dim))
+        b_logprobs = logprobs.reshape(-1)
+        b_actions = actions.reshape((-1, act_dim) if continuous else (-1,))
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+
+        b_inds = np.arange(c["batch_size"])
+        clipfracs = []
+        for _ in range(c["update_epochs"]):
+            np.random.shuffle(b_inds)
+            for start in range(0, c["batch_size"], c["minibatch_size"]):
+                mb_inds = b_inds[start : start + c["minibatch_size"]]
+                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfracs.append((ratio - 1.0).abs().gt(args.clip_coef).float().mean())
+
+                mb_advantages = b_advantages[mb_inds]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                pg_loss1 = -mb_advantages * ratio
+                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+                newvalue = newvalue.view(-1)
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(
+                        newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef
+                    )
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                entropy_loss = entropy.mean()
+                loss = pg_loss - c["ent_coef"] * entropy_loss + v_loss * args.vf_coef
+
+                optimizer.zero_grad()
+                loss.backward()
+                grad_step += 1
+                # mask before clipping, so the gradient norm counts active weights only
+                actor_sparse.prepare_step(optimizer)
+                critic_sparse.prepare_step(optimizer)
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+                if grad_step % c["update_interval"] == 0:
+                    log_sparsity(writer, sparse_nets, global_step)
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time - eval_seconds)), global_step)
+
+        if global_step >= next_eval or iteration == c["num_iterations"]:
+            while next_eval <= global_step:
+                next_eval += args.eval_frequency
+            eval_start = time.time()
+            ep_returns = evaluate(agent, eval_env, args.eval_episodes, obs_rms, args.seed + 100, device)
+            eval_seconds += time.time() - eval_start
+            evaluations.append((global_step, float(ep_returns.mean())))
+            writer.add_scalar("eval/episodic_return", ep_returns.mean(), global_step)
+            print(
+                f"global_step={global_step}, eval/episodic_return={ep_returns.mean():.1f}, "
+                f"SPS={int(global_step / (time.time() - start_time - eval_seconds))}"
+            )
+
+    log_sparsity(writer, sparse_nets, global_step)
+    summary = {
+        "script": args.exp_name,
+        "env_id": args.env_id,
+        "sparse_method": args.sparse_method,
+        "seed": args.seed,
+        "total_timesteps": global_step,
+        **run_summary(sparse_nets, evaluations),
+        "settings": c,
+        "wall_time_s": time.time() - start_time,
+        # PPO learns on every step; speed = environment steps per second, evaluation excluded
+        "learning_sps": global_step / (time.time() - start_time - eval_seconds),
+        "run_dir": run_dir,
+        "args": asdict(args),
+    }
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+    if args.save_model:
+        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save(
+            {
+                "args": asdict(args),
+                "settings": c,
+                "obs_dim": obs_dim,
+                "act_dim": act_dim,
+                "continuous": continuous,
+                "agent": agent.state_dict(),
+                "masks": {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in sparse_nets.items()},
+                "obs_rms": obs_rms.state() if obs_rms is not None else None,
+            },
+            model_path,
+        )
+        summary["model_path"] = model_path
+        print(f"model saved to {model_path}")
+
+    print_summary(summary)
+    envs.close()
+    eval_env.close()
+    writer.close()
+    return summary
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
