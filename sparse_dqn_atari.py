@@ -1088,6 +1088,7 @@ def train(args: Args) -> dict:
                 "n_actions": n_actions,
                 "atari": atari,
                 "q_network": q_network.state_dict(),
+                "target_network": target_network.state_dict(),
                 "masks": {"q_network": {k: m.cpu() for k, m in sparse.masks.items()}},
             },
             model_path,

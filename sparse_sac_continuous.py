@@ -959,6 +959,8 @@ def train(args: Args) -> dict:
                 "actor": actor.state_dict(),
                 "qf1": qf1.state_dict(),
                 "qf2": qf2.state_dict(),
+                "qf1_target": qf1_target.state_dict(),
+                "qf2_target": qf2_target.state_dict(),
                 "masks": {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in sparse_nets.items()},
             },
             model_path,

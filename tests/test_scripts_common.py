@@ -59,6 +59,11 @@ def test_saved_model_loads_and_evaluates_the_same(name, tmp_path, monkeypatch):
     env = gym.make(ckpt["args"]["env_id"])
     returns = module.evaluate(actor, env, 1, ckpt["args"]["seed"] + 100, torch.device("cpu"))
     assert returns.mean() == pytest.approx(summary["final_eval_return"])
+    # target networks, after soft updates across topology changes, are exactly as sparse as the online ones
+    for net in ("qf1", "qf2", "actor") if name == "td3" else ("qf1", "qf2"):
+        target = ckpt[f"target_{net}" if net == "actor" else f"{net}_target"]
+        for layer, mask in ckpt["masks"][net].items():
+            assert (target[f"{layer}.weight"][mask == 0] == 0).all()
 
 
 class CounterEnv(gym.Env):
