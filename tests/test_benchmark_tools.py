@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
@@ -42,3 +43,53 @@ def test_summarize_table(tmp_path):
     # set: finals 100 and 300 -> 200 +- 100; last-10 means 75 and 225 -> 150 +- 75; LCA 0.015
     assert "| 2 | 100 | 200 ± 100 | 150 ± 75 | 0.015 | 30 / 100 (0.30) | 0.50 |" in rows["set"]
     assert "| 1 | 100 | 10 ± 0 | 5 ± 0 | 0.001 |" in rows["dense"]
+
+
+def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
+    results = tmp_path / "rows.jsonl"
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "benchmark", "sweep.py"),
+        "--scripts",
+        "dqn",
+        "--envs",
+        "CartPole-v1",
+        "--methods",
+        "dense",
+        "static",
+        "--sparsities",
+        "0.8",
+        "--seeds",
+        "1",
+        "--steps",
+        "300",
+        "--results",
+        str(results),
+        "--runs-dir",
+        str(tmp_path),
+        "--workers",
+        "2",
+        "--extra",
+        "--learning-starts",
+        "100",
+        "--eval-episodes",
+        "1",
+        "--eval-frequency",
+        "300",
+        "--hidden-width",
+        "32",
+        "--batch-size",
+        "32",
+    ]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(r["method"] for r in rows) == ["dense", "static"]
+    for r in rows:
+        assert r["total_timesteps"] == 300 and "--sparse-method " + r["method"] in r["command"]
+        assert os.path.exists(os.path.join(r["run_dir"], "summary.json"))
+    static = next(r for r in rows if r["method"] == "static")
+    assert static["active_weights"] / static["total_weights"] == pytest.approx(0.2, abs=0.01)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert "2 already in" in again.stdout and "0 to run" in again.stdout
+    assert len(results.read_text().splitlines()) == 2

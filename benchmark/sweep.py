@@ -1,0 +1,192 @@
+"""Run a grid of training runs in parallel and collect one result row per run (resumable).
+
+The grid is scripts x envs x methods x sparsities x seeds (x hidden widths, for dense width-scaled baselines),
+given on the command line or in a JSON file with the same keys. Each run is a subprocess with one torch thread
+(OMP_NUM_THREADS=1), at most --workers at a time (default: the machine's cores). A finished run appends one JSON
+row to --results; a run whose id is already there is skipped, so an interrupted sweep continues where it stopped.
+
+    python benchmark/sweep.py --scripts td3 --envs HalfCheetah-v5 --methods dense set static --sparsities 0.5 \\
+        --seeds 1 2 3 --steps 200000 --results results/td3.jsonl
+    python benchmark/sweep.py --grid grid.json --results results/sac.jsonl --workers 2
+    python benchmark/sweep.py ... --dry-run          # print the commands, run nothing
+
+Rows hold the run's summary figures (final and mean-of-last-10 evaluation returns, learning-curve area, active and
+total weights, training FLOPs vs dense, wall time), its settings and the exact command.
+"""
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = {
+    "td3": "sparse_td3_continuous.py",
+    "sac": "sparse_sac_continuous.py",
+    "dqn": "sparse_dqn_atari.py",
+    "ppo": "sparse_ppo.py",
+}
+GRID_KEYS = ("scripts", "envs", "methods", "sparsities", "seeds", "widths")
+
+
+def expand(grid: dict) -> list[dict]:
+    """One dict per run of the grid. Dense runs ignore sparsity, so they are made once per width, not per sparsity."""
+    runs, seen = [], set()
+    for script, env, method, sparsity, seed, width in itertools.product(*(grid[k] for k in GRID_KEYS)):
+        run = {
+            "script": script,
+            "env": env,
+            "method": method,
+            "sparsity": None if method == "dense" else sparsity,
+            "seed": seed,
+            "width": width,
+            "steps": grid.get("steps"),
+            "extra": grid.get("extra", []),
+        }
+        key = json.dumps(run, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            runs.append(run)
+    return runs
+
+
+def run_id(run: dict) -> str:
+    return hashlib.sha1(json.dumps(run, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def command(run: dict, rid: str) -> list[str]:
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, SCRIPTS[run["script"]]),
+        "--env-id",
+        run["env"],
+        "--sparse-method",
+        run["method"],
+        "--seed",
+        str(run["seed"]),
+        "--exp-name",
+        f"sweep_{rid}",
+    ]
+    if run["sparsity"] is not None:
+        cmd += ["--sparsity", str(run["sparsity"])]
+    if run["width"] is not None:
+        cmd += ["--hidden-width", str(run["width"])]
+    if run["steps"] is not None:
+        cmd += ["--total-timesteps", str(run["steps"])]
+    return cmd + list(run["extra"])
+
+
+def finished_ids(path: str) -> set[str]:
+    if not os.path.exists(path):
+        return set()
+    with open(path) as f:
+        return {json.loads(line)["id"] for line in f if line.strip()}
+
+
+def execute(run: dict, rid: str, runs_dir: str, logs_dir: str) -> dict | None:
+    """Run one training process; return its result row, or None if it failed (its log says why)."""
+    cmd = command(run, rid)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.time()
+    with open(os.path.join(logs_dir, f"{rid}.log"), "w") as log:
+        code = subprocess.call(cmd, cwd=runs_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        return None
+    summary_paths = [
+        os.path.join(runs_dir, "runs", d, "summary.json")
+        for d in os.listdir(os.path.join(runs_dir, "runs"))
+        if f"__sweep_{rid}__" in d
+    ]
+    with open(max(summary_paths, key=os.path.getmtime)) as f:
+        s = json.load(f)
+    nets = s["networks"].values()
+    return {
+        "id": rid,
+        **run,
+        "final_eval_return": s["final_eval_return"],
+        "mean_last_10_evals": s["mean_last_10_evals"],
+        "lca": s["lca"],
+        "active_weights": sum(n["active_weights"] for n in nets),
+        "total_weights": sum(n["total_weights"] for n in nets),
+        "train_flops_vs_dense": s["train_flops_vs_dense"],
+        "total_timesteps": s["total_timesteps"],
+        "evaluations": s["evaluations"],
+        "wall_time_s": time.time() - start,
+        "run_dir": os.path.join(runs_dir, s["run_dir"]),
+        "command": " ".join(cmd),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", help="JSON file with any of: " + ", ".join(GRID_KEYS) + ", steps, extra")
+    parser.add_argument("--scripts", nargs="+", choices=sorted(SCRIPTS), default=None)
+    parser.add_argument("--envs", nargs="+", default=None)
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--sparsities", nargs="+", type=float, default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--widths", nargs="+", type=int, default=None, help="hidden widths (default: the script's)")
+    parser.add_argument("--steps", type=int, help="--total-timesteps of every run (default: the script's)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="flags passed to every run (last)")
+    parser.add_argument("--results", default="results/sweep.jsonl", help="result rows, one JSON object per line")
+    parser.add_argument("--runs-dir", default=".", help="folder whose runs/ receives the runs' logs")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="runs at a time")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    opts = parser.parse_args()
+
+    grid = {
+        "scripts": ["td3"],
+        "envs": ["HalfCheetah-v5"],
+        "methods": ["dense"],
+        "sparsities": [0.9],
+        "seeds": [1],
+        "widths": [None],
+    }
+    if opts.grid:
+        with open(opts.grid) as f:
+            grid.update(json.load(f))
+    for key in (*GRID_KEYS, "steps"):
+        if getattr(opts, key) is not None:
+            grid[key] = getattr(opts, key)
+    if opts.extra:
+        grid["extra"] = opts.extra
+    unknown = set(grid["scripts"]) - set(SCRIPTS)
+    if unknown:
+        raise SystemExit(f"error: unknown script(s) {sorted(unknown)}; choose from {sorted(SCRIPTS)}")
+
+    runs = expand(grid)
+    done = finished_ids(opts.results)
+    todo = [(run, run_id(run)) for run in runs if run_id(run) not in done]
+    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already in {opts.results}, {len(todo)} to run")
+    if opts.dry_run:
+        for run, rid in todo:
+            print(" ".join(command(run, rid)))
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(opts.results)), exist_ok=True)
+    logs_dir = os.path.join(os.path.dirname(os.path.abspath(opts.results)), "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    os.makedirs(os.path.join(opts.runs_dir, "runs"), exist_ok=True)
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        futures = {pool.submit(execute, run, rid, opts.runs_dir, logs_dir): rid for run, rid in todo}
+        for future in as_completed(futures):
+            rid, row = futures[future], future.result()
+            if row is None:
+                failed += 1
+                print(f"run {rid} failed: see {os.path.join(logs_dir, rid + '.log')}")
+                continue
+            with open(opts.results, "a") as f:  # one line per finished run: a killed sweep loses nothing finished
+                f.write(json.dumps(row) + "\n")
+            print(f"run {rid} done: {row['method']} seed {row['seed']} -> {row['final_eval_return']:.1f}")
+    if failed:
+        raise SystemExit(f"error: {failed} run(s) failed")
+
+
+if __name__ == "__main__":
+    main()
