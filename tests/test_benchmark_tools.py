@@ -93,3 +93,41 @@ def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert "2 already in" in again.stdout and "0 to run" in again.stdout
     assert len(results.read_text().splitlines()) == 2
+
+
+def test_aggregate_iqm_and_means_on_planted_rows(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import aggregate
+
+    # 8 runs: sorted 1 2 3 4 6 7 8 100 -> drop 2 from each end -> IQM = (3 + 4 + 6 + 7) / 4 = 5; mean 131 / 8
+    assert aggregate.iqm([1, 2, 3, 4, 100, 6, 7, 8]) == 5.0
+    assert aggregate.iqm([10, 20, 60]) == 30.0  # 3 runs: nothing trimmed
+    assert aggregate.iqm([1, 2, 3, 50, 4]) == 3.0  # 5 runs: one from each end -> (2 + 3 + 4) / 3
+    low, high = aggregate.bootstrap_ci([1, 2, 3, 4, 100, 6, 7, 8], reps=500)
+    assert low <= 5.0 <= high and (low, high) == aggregate.bootstrap_ci([1, 2, 3, 4, 100, 6, 7, 8], reps=500)
+    assert aggregate.bootstrap_ci([7.0, 7.0, 7.0], reps=100) == (7.0, 7.0)
+
+    base = {
+        "script": "td3",
+        "env": "E-v0",
+        "width": None,
+        "active_weights": 10,
+        "total_weights": 20,
+        "train_flops_vs_dense": 0.5,
+        "mean_last_10_evals": 0.0,
+        "lca": 0.0,
+    }
+    rows = [{**base, "method": "set", "sparsity": 0.5, "final_eval_return": v} for v in (1, 2, 3, 4, 100, 6, 7, 8)]
+    rows += [{**base, "method": "dense", "sparsity": None, "final_eval_return": v} for v in (10, 20, 60)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark", "aggregate.py"), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    set_row = next(line for line in out.splitlines() if "| set |" in line)
+    dense_row = next(line for line in out.splitlines() if "| dense |" in line)
+    assert "| 8 | 16.4 ± 31.7 | 5.0 [" in set_row  # mean 16.375, population std sqrt(8033.875 / 8) = 31.69
+    assert "| 3 | 30.0 ± 21.6 | 30.0 [" in dense_row  # std of 10, 20, 60 = 21.60

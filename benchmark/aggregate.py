@@ -1,0 +1,80 @@
+"""Aggregate sweep result rows (benchmark/sweep.py) into a Markdown table, one line per grid cell.
+
+Per cell (script, env, method, sparsity, hidden width): the number of runs, mean +- std of the chosen metric, and
+the interquartile mean (IQM: the mean of the middle 50% of runs, scipy.stats.trim_mean(x, 0.25)) with a 95%
+percentile-bootstrap confidence interval over runs, as [G] reports after Agarwal et al. (NeurIPS 2021). With 3 runs
+the IQM trims nothing and equals the mean; it starts to differ from 4 runs up.
+
+    python benchmark/aggregate.py results/td3.jsonl
+    python benchmark/aggregate.py results/*.jsonl --metric mean_last_10_evals --reps 10000
+"""
+
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+
+METRICS = ("final_eval_return", "mean_last_10_evals", "lca")
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: drop floor(n / 4) runs from each end of the sorted values, average the rest."""
+    x = np.sort(np.asarray(values, dtype=float))
+    cut = int(0.25 * len(x))
+    return float(x[cut : len(x) - cut].mean())
+
+
+def bootstrap_ci(values: np.ndarray, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the IQM: resample the runs with replacement `reps` times."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    stats = [iqm(x[rng.integers(0, len(x), len(x))]) for _ in range(reps)]
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
+
+
+def cells(rows: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["script"], row["env"], row["method"], row["sparsity"], row["width"])].append(row)
+    return groups
+
+
+def table(rows: list[dict], metric: str, reps: int) -> str:
+    lines = [
+        f"| script | env | method | sparsity | width | runs | {metric} mean ± std | IQM [95% CI] "
+        "| active / total weights | training FLOPs vs dense |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = lambda item: tuple("" if v is None else str(v) for v in item[0])  # noqa: E731
+    for (script, env, method, sparsity, width), runs in sorted(cells(rows).items(), key=order):
+        x = np.array([r[metric] for r in runs])
+        low, high = bootstrap_ci(x, reps)
+        active, total = runs[0]["active_weights"], runs[0]["total_weights"]
+        lines.append(
+            f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
+            f"| {'default' if width is None else width} | {len(runs)} | {x.mean():.1f} ± {x.std():.1f} "
+            f"| {iqm(x):.1f} [{low:.1f}, {high:.1f}] | {active:,} / {total:,} "
+            f"| {np.mean([r['train_flops_vs_dense'] for r in runs]):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", help="result files written by benchmark/sweep.py")
+    parser.add_argument("--metric", choices=METRICS, default="final_eval_return")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    opts = parser.parse_args()
+    rows = []
+    for path in opts.results:
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        raise SystemExit(f"error: no result rows in {opts.results}")
+    print(table(rows, opts.metric, opts.reps))
+
+
+if __name__ == "__main__":
+    main()
