@@ -528,6 +528,16 @@ def print_summary(summary: dict) -> None:
     print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
 
 
+def check_optional_dependencies(track: bool, capture_video: bool) -> None:
+    """Raise ValueError (one line) when --track or --capture-video is asked for without its package installed."""
+    for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
+        if wanted:
+            try:
+                __import__(module)
+            except ImportError:
+                raise ValueError(f"{flag} needs {module}: pip install {module}") from None
+
+
 # --- end sparse training ---
 
 
@@ -715,6 +725,10 @@ def resolve_args(args: Args) -> tuple[dict[str, float], dict]:
 
 def train(args: Args) -> dict:
     """Train SAC with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+    try:
+        check_optional_dependencies(args.track, args.capture_video)
+    except ValueError as e:
+        fail(str(e))
     sparsity, tuned = resolve_args(args)
     try:
         probe = gym.make(args.env_id)

@@ -141,3 +141,27 @@ def test_unknown_method_rejected_by_cli(name):
     result = subprocess.run([sys.executable, script, "--sparse-method", "magic"], capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "magic" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["sparse_td3_continuous", "sparse_sac_continuous", "sparse_dqn_atari", "sparse_ppo"])
+@pytest.mark.parametrize("flag, module", [("--capture-video", "moviepy"), ("--track", "wandb")])
+def test_optional_dependency_missing_fails_with_one_line(script, flag, module):
+    try:
+        __import__(module)
+        pytest.skip(f"{module} is installed here")
+    except ImportError:
+        pass
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, f"{script}.py"),
+            flag,
+            "--env-id",
+            "CartPole-v1" if script in ("sparse_dqn_atari", "sparse_ppo") else "HalfCheetah-v5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"error: {flag} needs {module}: pip install {module}" in result.stderr
