@@ -65,7 +65,7 @@ def plot(groups: dict[tuple[str, str, str], list[dict]], path: str) -> None:
         n = min(len(r["evaluations"]) for r in runs)
         steps = np.array([s for s, _ in runs[0]["evaluations"][:n]])
         returns = np.array([[v for _, v in r["evaluations"][:n]] for r in runs])
-        ax.plot(steps, returns.mean(0), label=f"{method} ({len(runs)} seeds)")
+        ax.plot(steps, returns.mean(0), label=f"{method} (n={len(runs)})")
         ax.fill_between(steps, returns.min(0), returns.max(0), alpha=0.2)
         ax.set_title(env)
     ax.set_xlabel("environment steps")
