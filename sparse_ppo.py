@@ -576,6 +576,41 @@ def check_optional_dependencies(track: bool, capture_video: bool) -> None:
                 raise ValueError(f"{flag} needs {module}: pip install {module}") from None
 
 
+def fail(message: str) -> NoReturn:
+    """Stop before training with a one-line error."""
+    sys.exit(f"error: {message}")
+
+
+def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, torch.device]:
+    """Name the run, open its tensorboard writer (and wandb with --track), record every argument and resolved
+    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device)."""
+    env_name = args.env_id.replace("/", "_")
+    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    config = {**vars(args), **settings}
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=config,
+            name=run_name,
+            monitor_gym=True,
+            save_code=True,
+        )
+    run_dir = f"runs/{run_name}"
+    writer = SummaryWriter(run_dir)
+    table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, writer, device
+
+
 # --- end sparse training ---
 
 
@@ -708,11 +743,6 @@ def evaluate(
     return np.array(returns)
 
 
-def fail(message: str) -> NoReturn:
-    """Stop before training with a one-line error."""
-    sys.exit(f"error: {message}")
-
-
 def resolve_args(args: Args, continuous: bool) -> dict:
     """Validate the arguments; return every setting: the flag's value, or the protocol's or method's tuned one."""
     defaults = {**PROTOCOLS["continuous" if continuous else "discrete"], **TUNED[args.sparse_method]}
@@ -779,29 +809,7 @@ def train(args: Args) -> dict:
     if args.sparse_method == "prune" and prune_end <= prune_start:
         fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config={**vars(args), **c},
-            name=run_name,
-            monitor_gym=True,
-            save_code=True,
-        )
-    run_dir = f"runs/{run_name}"
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in {**vars(args), **c}.items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name, run_dir, writer, device = start_run(args, c)
 
     # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
     # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).

@@ -538,6 +538,41 @@ def check_optional_dependencies(track: bool, capture_video: bool) -> None:
                 raise ValueError(f"{flag} needs {module}: pip install {module}") from None
 
 
+def fail(message: str) -> NoReturn:
+    """Stop before training with a one-line error."""
+    sys.exit(f"error: {message}")
+
+
+def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, torch.device]:
+    """Name the run, open its tensorboard writer (and wandb with --track), record every argument and resolved
+    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device)."""
+    env_name = args.env_id.replace("/", "_")
+    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    config = {**vars(args), **settings}
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=config,
+            name=run_name,
+            monitor_gym=True,
+            save_code=True,
+        )
+    run_dir = f"runs/{run_name}"
+    writer = SummaryWriter(run_dir)
+    table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, writer, device
+
+
 # --- end sparse training ---
 
 
@@ -665,11 +700,6 @@ def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch
     return np.array(returns)
 
 
-def fail(message: str) -> NoReturn:
-    """Stop before training with a one-line error."""
-    sys.exit(f"error: {message}")
-
-
 def resolve_args(args: Args) -> tuple[dict[str, float], dict]:
     """Validate the arguments; return each network's overall sparsity and the method's settings (tuned values for
     every sparse flag left at None)."""
@@ -748,29 +778,7 @@ def train(args: Args) -> dict:
     if args.sparse_method == "prune" and prune_end <= prune_start:
         fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config={**vars(args), **tuned},
-            name=run_name,
-            monitor_gym=True,
-            save_code=True,
-        )
-    run_dir = f"runs/{run_name}"
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in {**vars(args), **tuned}.items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name, run_dir, writer, device = start_run(args, tuned)
 
     envs = gym.vector.SyncVectorEnv(
         [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(args.num_envs)]
