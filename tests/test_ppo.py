@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, CounterEnv
 
 import sparse_ppo as ppo
 
@@ -69,27 +69,13 @@ def test_default_pruning_window_is_graessers():
     assert int(ppo.PRUNE_WINDOW[0] * grad_steps) == 32_000 and int(ppo.PRUNE_WINDOW[1] * grad_steps) == 120_000
 
 
-class CounterEnv(gym.Env):
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, terminate_at: int | None = None) -> None:
-        self.terminate_at, self.t = terminate_at, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([self.t], np.float32), 1.0, self.t == self.terminate_at, False, {}
-
-
 def test_truncation_bootstraps_from_the_final_observation():
     # env 0 is truncated at step 4, env 1 terminates at step 4; V(s) = 10 * s for the test
     envs = gym.vector.SyncVectorEnv(
-        [lambda: gym.wrappers.TimeLimit(CounterEnv(), 4), lambda: gym.wrappers.TimeLimit(CounterEnv(4), 10)],
+        [
+            lambda: gym.wrappers.TimeLimit(CounterEnv(discrete=True), 4),
+            lambda: gym.wrappers.TimeLimit(CounterEnv(4, discrete=True), 10),
+        ],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     envs.reset(seed=0)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, CounterEnv
 
 import sparse_sac_continuous as sac
 import sparse_td3_continuous as td3
@@ -64,25 +64,6 @@ def test_saved_model_loads_and_evaluates_the_same(name, tmp_path, monkeypatch):
         target = ckpt[f"target_{net}" if net == "actor" else f"{net}_target"]
         for layer, mask in ckpt["masks"][net].items():
             assert (target[f"{layer}.weight"][mask == 0] == 0).all()
-
-
-class CounterEnv(gym.Env):
-    """Observation = steps taken in the episode; terminates after `terminate_at` steps when given."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def __init__(self, terminate_at: int | None = None) -> None:
-        self.terminate_at, self.t = terminate_at, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([self.t], np.float32), 1.0, self.t == self.terminate_at, False, {}
 
 
 @pytest.mark.parametrize("name", MODULES)
