@@ -131,3 +131,95 @@ def test_aggregate_iqm_and_means_on_planted_rows(tmp_path):
     dense_row = next(line for line in out.splitlines() if "| dense |" in line)
     assert "| 8 | 16.4 ± 31.7 | 5.0 [" in set_row  # mean 16.375, population std sqrt(8033.875 / 8) = 31.69
     assert "| 3 | 30.0 ± 21.6 | 30.0 [" in dense_row  # std of 10, 20, 60 = 21.60
+
+
+def planted_rows(tmp_path) -> str:
+    """Result rows of a small grid: dense at two widths, set at two sparsities, static at one; two seeds each."""
+    rows = []
+    for method, sparsity, width, active in [
+        ("dense", None, None, 1000),
+        ("dense", None, 30, 100),
+        ("set", 0.9, None, 100),
+        ("set", 0.5, None, 500),
+        ("static", 0.9, None, 100),
+    ]:
+        for seed in (1, 2):
+            rows.append(
+                {
+                    "script": "sac",
+                    "env": "E-v0",
+                    "method": method,
+                    "sparsity": sparsity,
+                    "width": width,
+                    "seed": seed,
+                    "final_eval_return": 10.0 * seed + active / 10,
+                    "mean_last_10_evals": 1.0,
+                    "lca": 0.1,
+                    "active_weights": active,
+                    "total_weights": 1000,
+                    "train_flops_vs_dense": active / 1000,
+                    "evaluations": [[10, 1.0], [20, 2.0 * seed]],
+                }
+            )
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return str(path)
+
+
+def test_params_points_group_cells_into_lines(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import plot
+
+    rows = plot.read_rows([planted_rows(tmp_path)])
+    lines = plot.params_points(rows, "final_eval_return")
+    assert set(lines) == {"dense (width-scaled)", "set", "static"}
+    # dense: width 30 (100 weights, returns 20 and 30) then default width (1000 weights, returns 110 and 120)
+    assert lines["dense (width-scaled)"] == [(100.0, 25.0, 5.0, "dense, width 30"), (1000.0, 115.0, 5.0, "dense")]
+    assert [p[:2] for p in lines["set"]] == [(100.0, 25.0), (500.0, 65.0)]
+    assert lines["static"] == [(100.0, 25.0, 5.0, "static 90%")]
+
+
+@pytest.mark.parametrize("kind", ["params", "curves"])
+def test_plot_commands_write_pngs(tmp_path, kind):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -r benchmark/requirements.txt)")
+    out = tmp_path / f"{kind}.png"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark", "plot.py"), kind, planted_rows(tmp_path), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_sparsity_plot_reads_tensorboard_logs(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -r benchmark/requirements.txt)")
+    from torch.utils.tensorboard import SummaryWriter
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import plot
+
+    run = tmp_path / "runs" / "E-v0__planted"
+    writer = SummaryWriter(str(run))
+    for step in range(0, 500, 100):
+        writer.add_scalar("sparsity/actor/density", 1.0 - step / 1000, step)
+        writer.add_scalar("sparsity/actor/mask_change", 0.1, step)
+        writer.add_scalar("charts/other", 1.0, step)
+    writer.close()
+    scalars = plot.read_scalars(str(run))
+    assert set(scalars) == {"sparsity/actor/density", "sparsity/actor/mask_change"}
+    assert scalars["sparsity/actor/density"][-1] == (400, pytest.approx(0.6))
+    out = tmp_path / "sparsity.png"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark", "plot.py"), "sparsity", str(run), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    assert out.stat().st_size > 10_000
+    empty = tmp_path / "runs" / "nothing"
+    empty.mkdir()
+    failed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark", "plot.py"), "sparsity", str(empty), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode != 0 and "no sparsity/" in failed.stderr
