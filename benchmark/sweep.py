@@ -12,6 +12,14 @@ row to --results; a run whose id is already there is skipped, so an interrupted 
 
 Rows hold the run's summary figures (final and mean-of-last-10 evaluation returns, learning-curve area, active and
 total weights, training FLOPs vs dense, wall time), its settings and the exact command.
+
+Scale-out with Ray (optional: `pip install -r benchmark/requirements.txt`): `--ray local` starts a Ray instance on
+this machine with --workers CPUs, `--ray auto` (or `--ray ADDRESS`) joins a running cluster. Each run is one Ray
+task asking for one CPU; the driver writes the rows as tasks finish, so resuming works the same way. On a cluster,
+every node needs this repository and the Python environment at the same paths, and --runs-dir and --results should
+be on storage the nodes share (the run logs are written where the task runs).
+
+    python benchmark/sweep.py --grid grid.json --results /shared/sac.jsonl --runs-dir /shared --ray auto
 """
 
 import argparse
@@ -22,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +131,39 @@ def execute(run: dict, rid: str, runs_dir: str, logs_dir: str) -> dict | None:
     }
 
 
+def run_local(
+    todo: list[tuple[dict, str]], runs_dir: str, logs_dir: str, opts: argparse.Namespace
+) -> Iterator[tuple[str, dict | None]]:
+    """Runs in --workers threads, each waiting on its training subprocess; yields (id, row) as runs finish."""
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        futures = {pool.submit(execute, run, rid, runs_dir, logs_dir): rid for run, rid in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def run_ray(
+    todo: list[tuple[dict, str]], runs_dir: str, logs_dir: str, opts: argparse.Namespace
+) -> Iterator[tuple[str, dict | None]]:
+    """One Ray task (one CPU) per run, on a local instance or a cluster; yields (id, row) as tasks finish."""
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("error: --ray needs Ray: pip install -r benchmark/requirements.txt") from None
+    if opts.ray == "local":
+        ray.init(num_cpus=max(1, opts.workers), include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=opts.ray, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(execute)
+        refs = {task.remote(run, rid, runs_dir, logs_dir): rid for run, rid in todo}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield refs[ready[0]], ray.get(ready[0])
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", help="JSON file with any of: " + ", ".join(GRID_KEYS) + ", steps, extra")
@@ -137,6 +179,9 @@ def main() -> None:
     parser.add_argument("--runs-dir", default=".", help="folder whose runs/ receives the runs' logs")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="runs at a time")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    parser.add_argument(
+        "--ray", metavar="ADDRESS", help="run each run as a Ray task: 'local' starts an instance, 'auto' joins one"
+    )
     opts = parser.parse_args()
 
     grid = {
@@ -173,17 +218,16 @@ def main() -> None:
     os.makedirs(os.path.join(opts.runs_dir, "runs"), exist_ok=True)
 
     failed = 0
-    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
-        futures = {pool.submit(execute, run, rid, opts.runs_dir, logs_dir): rid for run, rid in todo}
-        for future in as_completed(futures):
-            rid, row = futures[future], future.result()
-            if row is None:
-                failed += 1
-                print(f"run {rid} failed: see {os.path.join(logs_dir, rid + '.log')}")
-                continue
-            with open(opts.results, "a") as f:  # one line per finished run: a killed sweep loses nothing finished
-                f.write(json.dumps(row) + "\n")
-            print(f"run {rid} done: {row['method']} seed {row['seed']} -> {row['final_eval_return']:.1f}")
+    runs_dir = os.path.abspath(opts.runs_dir)  # absolute: Ray tasks do not start in this folder
+    finished = run_ray(todo, runs_dir, logs_dir, opts) if opts.ray else run_local(todo, runs_dir, logs_dir, opts)
+    for rid, row in finished:
+        if row is None:
+            failed += 1
+            print(f"run {rid} failed: see {os.path.join(logs_dir, rid + '.log')}")
+            continue
+        with open(opts.results, "a") as f:  # one line per finished run: a killed sweep loses nothing finished
+            f.write(json.dumps(row) + "\n")
+        print(f"run {rid} done: {row['method']} seed {row['seed']} -> {row['final_eval_return']:.1f}", flush=True)
     if failed:
         raise SystemExit(f"error: {failed} run(s) failed")
 

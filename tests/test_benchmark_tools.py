@@ -45,7 +45,8 @@ def test_summarize_table(tmp_path):
     assert "| 1 | 100 | 10 ± 0 | 5 ± 0 | 0.001 |" in rows["dense"]
 
 
-def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
+def sweep_two_runs(tmp_path, *launcher: str) -> None:
+    """A two-run grid (dense and static DQN on CartPole, tiny budgets): both rows written, then both skipped."""
     results = tmp_path / "rows.jsonl"
     cmd = [
         sys.executable,
@@ -69,6 +70,7 @@ def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
         str(tmp_path),
         "--workers",
         "2",
+        *launcher,
         "--extra",
         "--learning-starts",
         "100",
@@ -93,6 +95,15 @@ def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert "2 already in" in again.stdout and "0 to run" in again.stdout
     assert len(results.read_text().splitlines()) == 2
+
+
+def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
+    sweep_two_runs(tmp_path)
+
+
+def test_sweep_on_a_local_ray_instance(tmp_path):
+    pytest.importorskip("ray", reason="the Ray path needs Ray (pip install -r benchmark/requirements.txt)")
+    sweep_two_runs(tmp_path, "--ray", "local")
 
 
 def test_aggregate_iqm_and_means_on_planted_rows(tmp_path):
