@@ -1,5 +1,8 @@
 # Docs and results: docs/dqn.md. DQN (Mnih et al. 2015) with sparse Q-networks, as in Graesser et al. (ICML 2022):
 # a Nature CNN on Atari under Dopamine's protocol, or a 2x512 MLP on classic control, with every sparse method.
+import collections
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -489,6 +492,29 @@ class SparseNetwork:
         self.updates += 1
         self._refresh_counts()
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs besides the weights: masks, ever-active sets, the step and cost counters."""
+        return {
+            "masks": {name: mask.clone() for name, mask in self.masks.items()},
+            "ever_active": {name: ever.clone() for name, ever in self.ever_active.items()},
+            "step": self.step,
+            "last_mask_change": self.last_mask_change,
+            "updates": self.updates,
+            "train_flops": self.train_flops,
+            "dense_train_flops": self.dense_train_flops,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
+        if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
+            raise ValueError(f"masked layers {shapes} do not match this network's")
+        for name, mask in self.masks.items():
+            mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
+            self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
+        self.step, self.last_mask_change, self.updates = state["step"], state["last_mask_change"], state["updates"]
+        self.train_flops, self.dense_train_flops = state["train_flops"], state["dense_train_flops"]
+        self._refresh_counts()
+
     def active_weights(self) -> int:
         return sum(self._nnz.get(name, layer.weight.numel()) for name, layer in self.layers.items())
 
@@ -589,11 +615,18 @@ def fail(message: str) -> NoReturn:
     sys.exit(f"error: {message}")
 
 
-def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, torch.device]:
+def start_run(
+    args: object, settings: dict, checkpoint: dict | None = None
+) -> tuple[str, str, SummaryWriter, torch.device]:
     """Name the run, open its tensorboard writer (and wandb with --track), record every argument and resolved
-    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device)."""
+    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device).
+    Resuming from `checkpoint` reopens its run folder; tensorboard drops what was logged after the checkpoint."""
     env_name = args.env_id.replace("/", "_")
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]
+        run_name = os.path.basename(os.path.normpath(run_dir))
     config = {**vars(args), **settings}
     if args.track:
         import wandb
@@ -604,19 +637,202 @@ def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, to
             sync_tensorboard=True,
             config=config,
             name=run_name,
+            id=run_name.replace("/", "_")[-128:],  # a fixed id lets a resumed run continue the same wandb run
+            resume="allow",
             monitor_gym=True,
             save_code=True,
         )
-    run_dir = f"runs/{run_name}"
-    writer = SummaryWriter(run_dir)
+    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"])
     table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if checkpoint is None:
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     return run_name, run_dir, writer, device
+
+
+# Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
+# python objects (RNG states, environment internals), so load only checkpoints you trust.
+CHECKPOINT_FORMAT = 1
+_PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
+
+
+def _is_plain(value: object) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, _PLAIN_STATE)
+
+
+def _env_objects(env: object) -> list:
+    """The env, then every wrapper and sub-environment under it (vector wrappers, sub-envs' wrappers), in order."""
+    objects, queue = [], [env]
+    while queue:
+        obj = queue.pop(0)
+        objects.append(obj)
+        if isinstance(getattr(obj, "envs", None), (list, tuple)):
+            queue.extend(obj.envs)
+        elif vars(obj).get("env") is not None:
+            queue.append(vars(obj)["env"])
+    return objects
+
+
+def env_state(env: object) -> list[dict]:
+    """The dynamic state of a (vector) env, wrappers and sub-envs included: each object's plain attributes
+    (counters, arrays, RNGs, deques), its spaces' RNGs, and the simulator state (MuJoCo physics, ALE emulator)."""
+    states = []
+    for obj in _env_objects(env):
+        attrs = vars(obj)
+        state = {
+            "type": type(obj).__name__,
+            "attrs": {k: copy.deepcopy(v) for k, v in attrs.items() if _is_plain(v)},
+            "spaces": {k: copy.deepcopy(v._np_random) for k, v in attrs.items() if isinstance(v, gym.spaces.Space)},
+        }
+        if type(attrs.get("data")).__name__ == "MjData":
+            import mujoco
+
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION  # positions, velocities, controls, solver warm start, time
+            state["mujoco"] = np.empty(mujoco.mj_stateSize(obj.model, spec))
+            mujoco.mj_getState(obj.model, obj.data, state["mujoco"], spec)
+        if attrs.get("ale") is not None:
+            state["ale"] = obj.ale.cloneState(include_rng=True)
+        states.append(state)
+    return states
+
+
+def set_env_state(env: object, states: list[dict]) -> None:
+    """Put a (vector) env built like the saved one into the state `env_state` recorded."""
+    objects = _env_objects(env)
+    if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
+        raise ValueError("the environment's wrappers or number of sub-environments differ from the checkpoint's")
+    for obj, state in zip(objects, states, strict=True):
+        for key, value in state["attrs"].items():
+            setattr(obj, key, copy.deepcopy(value))
+        for key, rng in state["spaces"].items():
+            vars(obj)[key]._np_random = copy.deepcopy(rng)
+        if "mujoco" in state:
+            import mujoco
+
+            mujoco.mj_setState(obj.model, obj.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        if "ale" in state:
+            obj.ale.restoreState(state["ale"])
+
+
+def make_checkpoint(
+    script: str,
+    args: object,
+    run_dir: str,
+    global_step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sparse_nets: dict[str, SparseNetwork],
+    env: object,
+    loop: dict,
+) -> dict:
+    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
+    counters, the training env's state, every RNG, and `loop`, the training loop's own variables."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "script": script,
+        "args": dict(vars(args)),
+        "run_dir": run_dir,
+        "global_step": global_step,
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
+        "env": env_state(env),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "loop": loop,
+    }
+
+
+def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
+    """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
+    checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
+    path = os.path.join(run_dir, "checkpoint.pt")
+    with open(path + ".tmp", "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_checkpoint(path: str, script: str) -> dict:
+    """Read a checkpoint file, or the newest readable one in a run folder. Raise ValueError (one line) for a missing,
+    truncated or corrupted file, or a checkpoint of another script."""
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, name) for name in ("checkpoint.pt", "checkpoint.prev.pt")]
+        candidates = [c for c in candidates if os.path.exists(c)]
+        if not candidates:
+            raise ValueError(f"no checkpoint.pt in {path}")
+    elif os.path.exists(path):
+        candidates = [path]
+    else:
+        raise ValueError(f"no checkpoint at {path}")
+    for candidate in candidates:
+        try:
+            checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+        except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
+            problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
+            if candidate == candidates[-1]:
+                raise ValueError(problem) from None
+            print(f"note: {problem}; trying the previous one")
+            continue
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+        if checkpoint["script"] != script:
+            raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+        return checkpoint
+    raise AssertionError("unreachable")
+
+
+def resume_args(args: object, checkpoint: dict) -> object:
+    """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
+    with --resume are ignored (a note names them): changing them would change the run being continued."""
+    keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
+    saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
+    ignored = ", ".join("--" + k.replace("_", "-") for k, v in saved.items() if getattr(args, k) != v)
+    if ignored:
+        print(f"note: resuming with the checkpoint's settings; ignored: {ignored}")
+    return dataclasses.replace(args, **saved)
+
+
+def restore_checkpoint(
+    checkpoint: dict,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sparse_nets: dict[str, SparseNetwork],
+    env: object,
+) -> dict:
+    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
+    Raise ValueError (one line) when the networks or environments do not match the checkpoint's."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(checkpoint["modules"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for name, sparse in sparse_nets.items():
+            sparse.load_state_dict(checkpoint["sparse"][name])
+        set_env_state(env, checkpoint["env"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+    random.setstate(checkpoint["rng"]["python"])
+    np.random.set_state(checkpoint["rng"]["numpy"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    return checkpoint["loop"]
 
 
 # --- end sparse training ---

@@ -1,5 +1,8 @@
 # Docs and results: docs/sac.md. Soft Actor-Critic (Haarnoja et al. 2018) with sparse actor and critics: the SAC study
 # of Graesser et al. (ICML 2022), RigL at 90% by default, every method through --sparse-method.
+import collections
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +42,12 @@ class Args:
     """whether to capture videos of the agent (first training env; needs `pip install moviepy`)"""
     save_model: bool = False
     """whether to save weights, masks and args to `runs/{run_name}/{exp_name}.pt`"""
+    checkpoint_frequency: int = 0
+    """environment steps between checkpoints (`runs/{run_name}/checkpoint.pt`, the one before kept); 0: none"""
+    checkpoint_buffer: bool = False
+    """store the replay buffer in checkpoints (large); without it a resumed run first refills the buffer"""
+    resume: str | None = None
+    """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
     # Algorithm specific arguments (CleanRL's sac_continuous_action.py)
     env_id: str = "HalfCheetah-v5"
@@ -443,6 +452,29 @@ class SparseNetwork:
         self.updates += 1
         self._refresh_counts()
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs besides the weights: masks, ever-active sets, the step and cost counters."""
+        return {
+            "masks": {name: mask.clone() for name, mask in self.masks.items()},
+            "ever_active": {name: ever.clone() for name, ever in self.ever_active.items()},
+            "step": self.step,
+            "last_mask_change": self.last_mask_change,
+            "updates": self.updates,
+            "train_flops": self.train_flops,
+            "dense_train_flops": self.dense_train_flops,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
+        if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
+            raise ValueError(f"masked layers {shapes} do not match this network's")
+        for name, mask in self.masks.items():
+            mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
+            self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
+        self.step, self.last_mask_change, self.updates = state["step"], state["last_mask_change"], state["updates"]
+        self.train_flops, self.dense_train_flops = state["train_flops"], state["dense_train_flops"]
+        self._refresh_counts()
+
     def active_weights(self) -> int:
         return sum(self._nnz.get(name, layer.weight.numel()) for name, layer in self.layers.items())
 
@@ -543,11 +575,18 @@ def fail(message: str) -> NoReturn:
     sys.exit(f"error: {message}")
 
 
-def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, torch.device]:
+def start_run(
+    args: object, settings: dict, checkpoint: dict | None = None
+) -> tuple[str, str, SummaryWriter, torch.device]:
     """Name the run, open its tensorboard writer (and wandb with --track), record every argument and resolved
-    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device)."""
+    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device).
+    Resuming from `checkpoint` reopens its run folder; tensorboard drops what was logged after the checkpoint."""
     env_name = args.env_id.replace("/", "_")
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]
+        run_name = os.path.basename(os.path.normpath(run_dir))
     config = {**vars(args), **settings}
     if args.track:
         import wandb
@@ -558,13 +597,15 @@ def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, to
             sync_tensorboard=True,
             config=config,
             name=run_name,
+            id=run_name.replace("/", "_")[-128:],  # a fixed id lets a resumed run continue the same wandb run
+            resume="allow",
             monitor_gym=True,
             save_code=True,
         )
-    run_dir = f"runs/{run_name}"
-    writer = SummaryWriter(run_dir)
+    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"])
     table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if checkpoint is None:
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -573,7 +614,190 @@ def start_run(args: object, settings: dict) -> tuple[str, str, SummaryWriter, to
     return run_name, run_dir, writer, device
 
 
+# Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
+# python objects (RNG states, environment internals), so load only checkpoints you trust.
+CHECKPOINT_FORMAT = 1
+_PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
+
+
+def _is_plain(value: object) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, _PLAIN_STATE)
+
+
+def _env_objects(env: object) -> list:
+    """The env, then every wrapper and sub-environment under it (vector wrappers, sub-envs' wrappers), in order."""
+    objects, queue = [], [env]
+    while queue:
+        obj = queue.pop(0)
+        objects.append(obj)
+        if isinstance(getattr(obj, "envs", None), (list, tuple)):
+            queue.extend(obj.envs)
+        elif vars(obj).get("env") is not None:
+            queue.append(vars(obj)["env"])
+    return objects
+
+
+def env_state(env: object) -> list[dict]:
+    """The dynamic state of a (vector) env, wrappers and sub-envs included: each object's plain attributes
+    (counters, arrays, RNGs, deques), its spaces' RNGs, and the simulator state (MuJoCo physics, ALE emulator)."""
+    states = []
+    for obj in _env_objects(env):
+        attrs = vars(obj)
+        state = {
+            "type": type(obj).__name__,
+            "attrs": {k: copy.deepcopy(v) for k, v in attrs.items() if _is_plain(v)},
+            "spaces": {k: copy.deepcopy(v._np_random) for k, v in attrs.items() if isinstance(v, gym.spaces.Space)},
+        }
+        if type(attrs.get("data")).__name__ == "MjData":
+            import mujoco
+
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION  # positions, velocities, controls, solver warm start, time
+            state["mujoco"] = np.empty(mujoco.mj_stateSize(obj.model, spec))
+            mujoco.mj_getState(obj.model, obj.data, state["mujoco"], spec)
+        if attrs.get("ale") is not None:
+            state["ale"] = obj.ale.cloneState(include_rng=True)
+        states.append(state)
+    return states
+
+
+def set_env_state(env: object, states: list[dict]) -> None:
+    """Put a (vector) env built like the saved one into the state `env_state` recorded."""
+    objects = _env_objects(env)
+    if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
+        raise ValueError("the environment's wrappers or number of sub-environments differ from the checkpoint's")
+    for obj, state in zip(objects, states, strict=True):
+        for key, value in state["attrs"].items():
+            setattr(obj, key, copy.deepcopy(value))
+        for key, rng in state["spaces"].items():
+            vars(obj)[key]._np_random = copy.deepcopy(rng)
+        if "mujoco" in state:
+            import mujoco
+
+            mujoco.mj_setState(obj.model, obj.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        if "ale" in state:
+            obj.ale.restoreState(state["ale"])
+
+
+def make_checkpoint(
+    script: str,
+    args: object,
+    run_dir: str,
+    global_step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sparse_nets: dict[str, SparseNetwork],
+    env: object,
+    loop: dict,
+) -> dict:
+    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
+    counters, the training env's state, every RNG, and `loop`, the training loop's own variables."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "script": script,
+        "args": dict(vars(args)),
+        "run_dir": run_dir,
+        "global_step": global_step,
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
+        "env": env_state(env),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "loop": loop,
+    }
+
+
+def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
+    """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
+    checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
+    path = os.path.join(run_dir, "checkpoint.pt")
+    with open(path + ".tmp", "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_checkpoint(path: str, script: str) -> dict:
+    """Read a checkpoint file, or the newest readable one in a run folder. Raise ValueError (one line) for a missing,
+    truncated or corrupted file, or a checkpoint of another script."""
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, name) for name in ("checkpoint.pt", "checkpoint.prev.pt")]
+        candidates = [c for c in candidates if os.path.exists(c)]
+        if not candidates:
+            raise ValueError(f"no checkpoint.pt in {path}")
+    elif os.path.exists(path):
+        candidates = [path]
+    else:
+        raise ValueError(f"no checkpoint at {path}")
+    for candidate in candidates:
+        try:
+            checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+        except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
+            problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
+            if candidate == candidates[-1]:
+                raise ValueError(problem) from None
+            print(f"note: {problem}; trying the previous one")
+            continue
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+        if checkpoint["script"] != script:
+            raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+        return checkpoint
+    raise AssertionError("unreachable")
+
+
+def resume_args(args: object, checkpoint: dict) -> object:
+    """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
+    with --resume are ignored (a note names them): changing them would change the run being continued."""
+    keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
+    saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
+    ignored = ", ".join("--" + k.replace("_", "-") for k, v in saved.items() if getattr(args, k) != v)
+    if ignored:
+        print(f"note: resuming with the checkpoint's settings; ignored: {ignored}")
+    return dataclasses.replace(args, **saved)
+
+
+def restore_checkpoint(
+    checkpoint: dict,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sparse_nets: dict[str, SparseNetwork],
+    env: object,
+) -> dict:
+    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
+    Raise ValueError (one line) when the networks or environments do not match the checkpoint's."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(checkpoint["modules"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for name, sparse in sparse_nets.items():
+            sparse.load_state_dict(checkpoint["sparse"][name])
+        set_env_state(env, checkpoint["env"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+    random.setstate(checkpoint["rng"]["python"])
+    np.random.set_state(checkpoint["rng"]["numpy"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    return checkpoint["loop"]
+
+
 # --- end sparse training ---
+
+SCRIPT = "sparse_sac_continuous"  # checkpoints name the script that wrote them
 
 
 def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
@@ -744,6 +968,8 @@ def resolve_args(args: Args) -> tuple[dict[str, float], dict]:
         fail(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
     if args.learning_starts < 0:
         fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
+    if args.checkpoint_frequency < 0:
+        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
     if tuned["weight_decay"] < 0:
         fail(f"--weight-decay must be non-negative, got {tuned['weight_decay']}")
     sparsity = {
@@ -755,6 +981,13 @@ def resolve_args(args: Args) -> tuple[dict[str, float], dict]:
 
 def train(args: Args) -> dict:
     """Train SAC with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+    checkpoint = None
+    if args.resume:
+        try:
+            checkpoint = load_checkpoint(args.resume, SCRIPT)
+        except ValueError as e:
+            fail(str(e))
+        args = resume_args(args, checkpoint)
     try:
         check_optional_dependencies(args.track, args.capture_video)
     except ValueError as e:
@@ -778,7 +1011,7 @@ def train(args: Args) -> dict:
     if args.sparse_method == "prune" and prune_end <= prune_start:
         fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
 
-    run_name, run_dir, writer, device = start_run(args, tuned)
+    run_name, run_dir, writer, device = start_run(args, tuned, checkpoint)
 
     envs = gym.vector.SyncVectorEnv(
         [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(args.num_envs)]
@@ -846,23 +1079,64 @@ def train(args: Args) -> dict:
     envs.action_space.seed(args.seed)
 
     eval_env = gym.make(args.env_id)
-    log_sparsity(writer, sparse_nets, 0)
     evaluations: list[tuple[int, float]] = []
-    next_eval = args.eval_frequency
-    start_time = time.time()
+    next_eval, next_checkpoint = args.eval_frequency, args.checkpoint_frequency
     obs, _ = envs.reset(seed=args.seed)
     # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
     autoreset = np.zeros(args.num_envs, dtype=bool)
-    grad_step, actor_loss, alpha_loss = 0, torch.zeros(()), torch.zeros(())
-    eval_seconds, learn_start_time = 0.0, None
-    for iteration in range(iterations):
-        global_step = iteration * args.num_envs
+    start_iteration, grad_step, actor_loss, alpha_loss = 0, 0, torch.zeros(()), torch.zeros(())
+    eval_seconds, learn_start_time, start_time = 0.0, None, time.time()
+    modules = dict(actor=actor, qf1=qf1, qf2=qf2, qf1_target=qf1_target, qf2_target=qf2_target)
+    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
+    if args.autotune:
+        optimizers["a_optimizer"] = a_optimizer
+
+    def act(obs: np.ndarray, global_step: int) -> np.ndarray:
+        """Uniformly random actions during warm-up, then samples of the policy."""
         if global_step < args.learning_starts:
-            actions = envs.action_space.sample()
-        else:
+            return envs.action_space.sample()
+        with torch.no_grad():
+            actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        return actions.cpu().numpy()
+
+    if checkpoint is None:
+        log_sparsity(writer, sparse_nets, 0)
+    else:
+        try:
+            loop = restore_checkpoint(checkpoint, modules, optimizers, sparse_nets, envs)
+        except ValueError as e:
+            fail(str(e))
+        start_iteration, grad_step = loop["iteration"], loop["grad_step"]
+        actor_loss, alpha_loss = loop["actor_loss"], loop["alpha_loss"]
+        if args.autotune:
             with torch.no_grad():
-                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device))
-            actions = actions.cpu().numpy()
+                log_alpha.copy_(loop["log_alpha"])
+            alpha = log_alpha.exp().detach()
+        obs, autoreset, evaluations = loop["obs"], loop["autoreset"], loop["evaluations"]
+        next_eval, next_checkpoint = loop["next_eval"], loop["next_checkpoint"]
+        start_time = time.time() - loop["elapsed_s"]
+        if loop["learning_s"] is not None:
+            learn_start_time = time.time() - loop["learning_s"]
+        rb.rng = loop["rb_rng"]
+        if loop["buffer"] is not None:
+            rb.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
+        elif start_iteration > 0:
+            # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
+            # policy before training goes on. These steps are extra (not counted, not logged), and the buffer now
+            # holds only recent experience, so the run differs from an uninterrupted one.
+            refill = max(args.learning_starts, args.batch_size)
+            print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
+            for _ in range(math.ceil(refill / args.num_envs)):
+                actions = act(obs, start_iteration * args.num_envs)
+                next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+                add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+                autoreset = np.logical_or(terminations, truncations)
+                obs = next_obs
+        print(f"resumed {run_dir} at step {checkpoint['global_step']}")
+
+    for iteration in range(start_iteration, iterations):
+        global_step = iteration * args.num_envs
+        actions = act(obs, global_step)
 
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
 
@@ -948,6 +1222,35 @@ def train(args: Args) -> dict:
                 f"global_step={global_step + args.num_envs}, eval/episodic_return={returns.mean():.1f}, "
                 f"SPS={int(global_step / max(time.time() - start_time, 1e-9))}"
             )
+
+        if args.checkpoint_frequency and global_step + args.num_envs >= next_checkpoint and iteration < iterations - 1:
+            next_checkpoint += args.checkpoint_frequency
+            writer.flush()
+            loop = {
+                "iteration": iteration + 1,
+                "grad_step": grad_step,
+                "actor_loss": actor_loss.detach(),
+                "alpha_loss": alpha_loss.detach(),
+                "log_alpha": log_alpha.detach().clone() if args.autotune else None,
+                "obs": obs,
+                "autoreset": autoreset,
+                "evaluations": evaluations,
+                "next_eval": next_eval,
+                "next_checkpoint": next_checkpoint,
+                "elapsed_s": time.time() - start_time,
+                "learning_s": time.time() - learn_start_time - eval_seconds if learn_start_time else None,
+                "rb_rng": rb.rng,
+                # torch tensors sharing the arrays' memory: torch.save writes them without a pickled copy
+                "buffer": {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(rb).items()}
+                if args.checkpoint_buffer
+                else None,
+            }
+            step = global_step + args.num_envs
+            save_checkpoint(
+                run_dir, make_checkpoint(SCRIPT, args, run_dir, step, modules, optimizers, sparse_nets, envs, loop)
+            )
+            if learn_start_time:
+                eval_seconds, learn_start_time = 0.0, time.time() - loop["learning_s"]
 
     log_sparsity(writer, sparse_nets, iterations * args.num_envs)
     # Steps per second while learning, evaluation excluded: what the speed benchmark compares across methods.

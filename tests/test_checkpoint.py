@@ -1,0 +1,175 @@
+"""Checkpoint and resume: a run stopped after a checkpoint and resumed ends exactly where an uninterrupted run ends
+(returns, masks, weights), and bad checkpoints are refused with one-line errors before anything is written."""
+
+import glob
+import importlib
+import os
+
+import pytest
+import torch
+
+# Per script: a short run (1000 steps) whose topology updates, pruning, evaluations and episode ends fall on both
+# sides of the checkpoint at step 500.
+RUNS = {
+    "sparse_td3_continuous": dict(
+        total_timesteps=1000,
+        learning_starts=200,
+        batch_size=32,
+        buffer_size=2000,
+        update_interval=50,
+        update_end=700,
+        eval_frequency=250,
+        eval_episodes=1,
+        hidden_width=32,
+        sparse_method="rigl",
+        sparsity=0.8,
+        env_id="InvertedPendulum-v5",
+    ),
+    "sparse_sac_continuous": dict(
+        total_timesteps=1000,
+        learning_starts=200,
+        batch_size=32,
+        buffer_size=2000,
+        update_interval=50,
+        update_end=700,
+        eval_frequency=250,
+        eval_episodes=1,
+        hidden_width=32,
+        sparse_method="set",
+        sparsity=0.8,
+        env_id="InvertedPendulum-v5",
+    ),
+}
+
+
+class Interrupted(Exception):
+    """Stands for the kill that stops a run right after a checkpoint is written."""
+
+
+def run_dirs(pattern: str) -> list[str]:
+    return sorted(glob.glob(os.path.join("runs", f"*__{pattern}__*")))
+
+
+def stopped_run(module, args, monkeypatch) -> str:
+    """Train until the first checkpoint is written, then stop as if killed; returns the run folder."""
+    original = module.save_checkpoint
+
+    def save_then_stop(run_dir: str, checkpoint: dict) -> str:
+        original(run_dir, checkpoint)
+        raise Interrupted
+
+    monkeypatch.setattr(module, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupted):
+        module.train(args)
+    monkeypatch.setattr(module, "save_checkpoint", original)
+    (run_dir,) = run_dirs(args.exp_name)
+    return run_dir
+
+
+def saved_model(summary: dict) -> dict:
+    return torch.load(summary["model_path"], weights_only=False)
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_stopped_and_resumed_run_equals_uninterrupted_run(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(script)
+    settings = dict(RUNS[script], checkpoint_frequency=500, checkpoint_buffer=True, save_model=True)
+    full = module.train(module.Args(**settings, exp_name="full"))
+    run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch)
+    assert os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    resumed = module.train(module.Args(resume=run_dir))
+    assert resumed["run_dir"] == run_dir  # the same run folder (and tensorboard run) continues
+    assert resumed["evaluations"] == full["evaluations"] and len(full["evaluations"]) == 4
+    assert resumed["networks"] == full["networks"]  # active weights, FLOPs and topology-update counts
+    assert resumed["train_flops_vs_dense"] == full["train_flops_vs_dense"]
+    a, b = saved_model(full), saved_model(resumed)
+    assert any(net["topology_updates"] > 0 for net in full["networks"].values())
+    for key, value in a.items():
+        if isinstance(value, dict) and all(torch.is_tensor(v) for v in value.values()):  # a state dict
+            assert value.keys() == b[key].keys()
+            for name in value:
+                assert torch.equal(value[name], b[key][name]), f"{key}.{name} differs after resuming"
+    for net, masks in a["masks"].items():
+        for layer, mask in masks.items():
+            assert torch.equal(mask, b["masks"][net][layer]), f"mask {net}.{layer} differs after resuming"
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_resume_without_buffer_refills_it_and_finishes(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(script)
+    settings = dict(RUNS[script], checkpoint_frequency=500)
+    run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch)
+    summary = module.train(module.Args(resume=run_dir))
+    assert "refilling it with" in capsys.readouterr().out
+    assert [step for step, _ in summary["evaluations"]] == [250, 500, 750, 1000]
+
+
+def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    td3 = importlib.import_module("sparse_td3_continuous")
+    sac = importlib.import_module("sparse_sac_continuous")
+    settings = dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=500)
+    run_dir = stopped_run(td3, td3.Args(**settings, exp_name="stopped"), monkeypatch)
+    path = os.path.join(run_dir, "checkpoint.pt")
+    good = open(path, "rb").read()
+    folders = set(os.listdir("runs"))
+
+    def refused(module, resume: str) -> str:
+        with pytest.raises(SystemExit) as e:
+            module.train(module.Args(resume=resume))
+        assert set(os.listdir("runs")) == folders  # no new run folder
+        assert "Traceback" not in capsys.readouterr().err
+        return str(e.value.code)
+
+    assert "is a checkpoint of sparse_td3_continuous.py, not of sparse_sac_continuous.py" in refused(sac, run_dir)
+    assert "no checkpoint at" in refused(td3, os.path.join(run_dir, "missing.pt"))
+
+    # a checkpoint whose recorded settings build other networks than its weights fit
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["args"]["hidden_width"] = 16
+    torch.save(checkpoint, os.path.join(tmp_path, "other_shape.pt"))
+    assert "does not match this run's networks" in refused(td3, os.path.join(tmp_path, "other_shape.pt"))
+
+    # truncated on disk: refused as a file, and as the only checkpoint of a folder
+    with open(path, "wb") as f:
+        f.write(good[: len(good) // 2])
+    assert "truncated or corrupted" in refused(td3, path)
+    assert "truncated or corrupted" in refused(td3, run_dir)
+    assert open(path, "rb").read() == good[: len(good) // 2]  # refusing overwrote nothing
+
+
+def test_kill_during_checkpoint_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    td3 = importlib.import_module("sparse_td3_continuous")
+    settings = dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=300)
+    real_save, calls = torch.save, []
+
+    def dies_on_second_write(obj, f) -> None:  # the second checkpoint's write is cut off halfway
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"PK\x03\x04 partial")
+            raise Interrupted
+        real_save(obj, f)
+
+    monkeypatch.setattr(td3.torch, "save", dies_on_second_write)
+    with pytest.raises(Interrupted):
+        td3.train(td3.Args(**settings, exp_name="killed"))
+    monkeypatch.setattr(td3.torch, "save", real_save)
+    (run_dir,) = run_dirs("killed")
+    assert os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp"))  # the torn write
+    checkpoint = td3.load_checkpoint(run_dir, "sparse_td3_continuous")
+    assert checkpoint["global_step"] == 300  # the previous, complete checkpoint
+    summary = td3.train(td3.Args(resume=run_dir, checkpoint_frequency=0))
+    assert summary["evaluations"][-1][0] == 1000
+
+
+def test_a_second_checkpoint_keeps_the_first_as_previous(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    td3 = importlib.import_module("sparse_td3_continuous")
+    td3.train(td3.Args(**dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=400), exp_name="two"))
+    (run_dir,) = run_dirs("two")
+    assert td3.load_checkpoint(os.path.join(run_dir, "checkpoint.pt"), td3.SCRIPT)["global_step"] == 800
+    assert td3.load_checkpoint(os.path.join(run_dir, "checkpoint.prev.pt"), td3.SCRIPT)["global_step"] == 400
+    assert not os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp"))
