@@ -45,6 +45,13 @@ class Args:
     """whether to capture videos of the agent (first training env; needs `pip install moviepy`)"""
     save_model: bool = False
     """whether to save weights, masks and args to `runs/{run_name}/{exp_name}.pt`"""
+    checkpoint_frequency: int = 0
+    """environment steps between checkpoints (`runs/{run_name}/checkpoint.pt`, the one before kept); 0: none"""
+    checkpoint_buffer: bool = False
+    """store the replay buffer in checkpoints (up to ~7 GB for 1M Atari frames); without it a resumed run first
+    refills the buffer"""
+    resume: str | None = None
+    """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
     # Algorithm specific arguments. None: the protocol's value, Atari (Dopamine, [G]) or classic control ([G]'s
     # TF-Agents setup), chosen from --env-id; see docs/dqn.md.
@@ -837,20 +844,29 @@ def restore_checkpoint(
 
 # --- end sparse training ---
 
+SCRIPT = "sparse_dqn_atari"  # checkpoints name the script that wrote them
+
 
 def is_atari(env_id: str) -> bool:
     return "ale_py" in str(gym.spec(env_id).entry_point)
 
 
 class AtariPreprocessing(gym.Wrapper):
-    """Dopamine's Atari preprocessing without opencv: `noop_max` random no-ops at reset, each action repeated
-    `frame_skip` times (rewards summed, episode stops at a terminal frame), the max of the last two grayscale frames,
-    and an area-averaging resize to `size` x `size` (what cv2.INTER_AREA computes). Observations are single uint8
-    frames; stacking is done by the agent and the replay buffer."""
+    """Dopamine's Atari preprocessing without opencv: sticky actions, `noop_max` random no-ops at reset, each action
+    repeated `frame_skip` times (rewards summed, episode stops at a terminal frame), the max of the last two
+    grayscale frames, and an area-averaging resize to `size` x `size` (what cv2.INTER_AREA computes). Observations
+    are single uint8 frames; stacking is done by the agent and the replay buffer.
 
-    def __init__(self, env: gym.Env, noop_max: int = 30, frame_skip: int = 4, size: int = 84) -> None:
+    Sticky actions follow ALE's rule, on every emulator frame: with probability `sticky` the previous frame's action
+    is repeated instead of the one asked for. They are applied here, with the env's RNG, rather than inside ALE,
+    because ALE's saved states do not include the previous action: this way a checkpoint captures them exactly."""
+
+    def __init__(
+        self, env: gym.Env, sticky: float = 0.0, noop_max: int = 30, frame_skip: int = 4, size: int = 84
+    ) -> None:
         super().__init__(env)
-        self.noop_max, self.frame_skip = noop_max, frame_skip
+        self.sticky, self.noop_max, self.frame_skip = sticky, noop_max, frame_skip
+        self.last_action = 0
         height, width = env.observation_space.shape[:2]
         # Each output pixel averages a few input rows and columns: keep those (index, weight) pairs, so the resize
         # is two gathers and weighted sums, not matrix products that a multithreaded BLAS would slow down when
@@ -883,19 +899,27 @@ class AtariPreprocessing(gym.Wrapper):
         out = (rows[:, self.col_idx] * self.col_w[None]).sum(axis=1)  # (size, size)
         return np.rint(out).astype(np.uint8)
 
+    def emulate(self, action: int) -> tuple:
+        """One emulator frame, with sticky actions."""
+        if self.sticky == 0.0 or self.np_random.random() >= self.sticky:
+            self.last_action = action
+        return self.env.step(self.last_action)
+
     def reset(self, **kwargs) -> tuple[np.ndarray, dict]:
         obs, info = self.env.reset(**kwargs)
+        self.last_action = 0  # ALE's previous action after a reset is a no-op
         for _ in range(self.np_random.integers(1, self.noop_max + 1) if self.noop_max else 0):
-            obs, _, terminated, truncated, info = self.env.step(0)
+            obs, _, terminated, truncated, info = self.emulate(0)
             if terminated or truncated:
                 obs, info = self.env.reset()
+                self.last_action = 0
         self.frames[0] = self.frames[1] = obs
         return self.observation(), info
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         total_reward, terminated, truncated, info = 0.0, False, False, {}
         for t in range(self.frame_skip):
-            obs, reward, terminated, truncated, info = self.env.step(action)
+            obs, reward, terminated, truncated, info = self.emulate(action)
             total_reward += float(reward)
             if t >= self.frame_skip - 2:
                 self.frames[t - (self.frame_skip - 2)] = obs
@@ -911,15 +935,22 @@ def make_env(
     def thunk() -> gym.Env:
         render_mode = "rgb_array" if capture_video and idx == 0 else None
         if is_atari(env_id):
-            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions stay as
-            # the id registers them (v5: 0.25, NoFrameskip-v4: none). ALE truncates at the frame limit.
+            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions have the
+            # probability the id registers (v5: 0.25, NoFrameskip-v4: none), applied by the wrapper, not ALE. ALE
+            # truncates at the frame limit.
             frames = 4 * max_episode_steps if max_episode_steps else 108_000
+            sticky = float(gym.spec(env_id).kwargs.get("repeat_action_probability", 0.0))
             env = gym.make(
-                env_id, frameskip=1, obs_type="grayscale", render_mode=render_mode, max_num_frames_per_episode=frames
+                env_id,
+                frameskip=1,
+                repeat_action_probability=0.0,
+                obs_type="grayscale",
+                render_mode=render_mode,
+                max_num_frames_per_episode=frames,
             )
             if render_mode:
                 env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-            env = AtariPreprocessing(env)
+            env = AtariPreprocessing(env, sticky=sticky)
         else:
             env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
             if render_mode:
@@ -1136,11 +1167,20 @@ def resolve_args(args: Args, atari: bool) -> dict:
             fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     if not 0.0 <= c["eval_epsilon"] <= 1.0:
         fail(f"--eval-epsilon must be in [0, 1], got {c['eval_epsilon']}")
+    if args.checkpoint_frequency < 0:
+        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
     return c
 
 
 def train(args: Args) -> dict:
     """Train DQN with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+    checkpoint = None
+    if args.resume:
+        try:
+            checkpoint = load_checkpoint(args.resume, SCRIPT)
+        except ValueError as e:
+            fail(str(e))
+        args = resume_args(args, checkpoint)
     try:
         check_optional_dependencies(args.track, args.capture_video)
     except ValueError as e:
@@ -1166,7 +1206,7 @@ def train(args: Args) -> dict:
     if args.sparse_method == "prune" and prune_end <= prune_start:
         fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
 
-    run_name, run_dir, writer, device = start_run(args, c)
+    run_name, run_dir, writer, device = start_run(args, c, checkpoint)
 
     envs = gym.vector.SyncVectorEnv(
         [
@@ -1213,31 +1253,66 @@ def train(args: Args) -> dict:
     envs.action_space.seed(args.seed)
 
     eval_env = make_env(args.env_id, args.seed + 100, 1, False, run_name, c["max_episode_steps"])()
-    log_sparsity(writer, sparse_nets, 0)
     evaluations: list[tuple[int, float]] = []
-    next_eval = c["eval_frequency"]
-    start_time = time.time()
+    next_eval, next_checkpoint = c["eval_frequency"], args.checkpoint_frequency
     obs, _ = envs.reset(seed=args.seed)
     # the agent's view: the last `stack` observations of each env, zeros before the episode's first one
     state = np.zeros((args.num_envs, stack, *frame_shape), dtype=obs_dtype)
     state[:, -1] = obs
     first = np.ones(args.num_envs, dtype=bool)
     autoreset = np.zeros(args.num_envs, dtype=bool)
-    grad_step, loss = 0, torch.zeros(())
-    eval_seconds, learn_start_time = 0.0, None
-    for iteration in range(iterations):
-        global_step = iteration * args.num_envs
+    start_iteration, grad_step, loss = 0, 0, torch.zeros(())
+    eval_seconds, learn_start_time, start_time = 0.0, None, time.time()
+    modules = {"q_network": q_network, "target_network": target_network}
+
+    def act(state: np.ndarray, global_step: int) -> tuple[np.ndarray, float]:
+        """Epsilon-greedy actions: epsilon 1 during warm-up, then decaying linearly. Returns (actions, epsilon)."""
         epsilon = (
             linear_schedule(args.start_e, args.end_e, c["exploration_steps"], global_step - c["learning_starts"])
             if global_step >= c["learning_starts"]
             else 1.0
         )
         if random.random() < epsilon:
-            actions = envs.action_space.sample()
-        else:
-            with torch.no_grad():
-                x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
-                actions = q_network(x.float()).argmax(dim=1).cpu().numpy()
+            return envs.action_space.sample(), epsilon
+        with torch.no_grad():
+            x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
+            return q_network(x.float()).argmax(dim=1).cpu().numpy(), epsilon
+
+    if checkpoint is None:
+        log_sparsity(writer, sparse_nets, 0)
+    else:
+        try:
+            loop = restore_checkpoint(checkpoint, modules, {"optimizer": optimizer}, sparse_nets, envs)
+        except ValueError as e:
+            fail(str(e))
+        start_iteration, grad_step, loss = loop["iteration"], loop["grad_step"], loop["loss"]
+        state, first, autoreset = loop["state"], loop["first"], loop["autoreset"]
+        evaluations, next_eval, next_checkpoint = loop["evaluations"], loop["next_eval"], loop["next_checkpoint"]
+        start_time = time.time() - loop["elapsed_s"]
+        if loop["learning_s"] is not None:
+            learn_start_time = time.time() - loop["learning_s"]
+        rb.rng = loop["rb_rng"]
+        if loop["buffer"] is not None:
+            rb.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
+        elif start_iteration > 0:
+            # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
+            # epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and the
+            # buffer now holds only recent experience, so the run differs from an uninterrupted one.
+            refill = max(c["learning_starts"], c["batch_size"] + stack + 1)
+            print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
+            first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
+            for _ in range(math.ceil(refill / args.num_envs)):
+                actions, _ = act(state, start_iteration * args.num_envs)
+                next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+                clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards
+                state, first, autoreset = record_step(
+                    rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
+                )
+        print(f"resumed {run_dir} at step {checkpoint['global_step']}")
+
+    for iteration in range(start_iteration, iterations):
+        global_step = iteration * args.num_envs
+        actions, epsilon = act(state, global_step)
 
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
 
@@ -1293,6 +1368,37 @@ def train(args: Args) -> dict:
                 f"global_step={global_step + args.num_envs}, eval/episodic_return={returns.mean():.1f}, "
                 f"SPS={int(global_step / max(time.time() - start_time, 1e-9))}"
             )
+
+        if args.checkpoint_frequency and global_step + args.num_envs >= next_checkpoint and iteration < iterations - 1:
+            next_checkpoint += args.checkpoint_frequency
+            writer.flush()
+            loop = {
+                "iteration": iteration + 1,
+                "grad_step": grad_step,
+                "loss": loss.detach(),
+                "state": state,
+                "first": first,
+                "autoreset": autoreset,
+                "evaluations": evaluations,
+                "next_eval": next_eval,
+                "next_checkpoint": next_checkpoint,
+                "elapsed_s": time.time() - start_time,
+                "learning_s": time.time() - learn_start_time - eval_seconds if learn_start_time else None,
+                "rb_rng": rb.rng,
+                # torch tensors sharing the arrays' memory: torch.save writes them without a pickled copy
+                "buffer": {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(rb).items()}
+                if args.checkpoint_buffer
+                else None,
+            }
+            step = global_step + args.num_envs
+            save_checkpoint(
+                run_dir,
+                make_checkpoint(
+                    SCRIPT, args, run_dir, step, modules, {"optimizer": optimizer}, sparse_nets, envs, loop
+                ),
+            )
+            if learn_start_time:
+                eval_seconds, learn_start_time = 0.0, time.time() - loop["learning_s"]
 
     log_sparsity(writer, sparse_nets, iterations * args.num_envs)
     learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")

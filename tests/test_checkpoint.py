@@ -39,6 +39,19 @@ RUNS = {
         sparsity=0.8,
         env_id="InvertedPendulum-v5",
     ),
+    "sparse_dqn_atari": dict(
+        env_id="CartPole-v1",
+        total_timesteps=1000,
+        learning_starts=200,
+        batch_size=32,
+        hidden_width=32,
+        update_interval=50,
+        update_end=700,
+        eval_frequency=250,
+        eval_episodes=2,
+        sparse_method="rigl",
+        sparsity=0.8,
+    ),
 }
 
 
@@ -104,6 +117,39 @@ def test_resume_without_buffer_refills_it_and_finishes(script, tmp_path, monkeyp
     summary = module.train(module.Args(resume=run_dir))
     assert "refilling it with" in capsys.readouterr().out
     assert [step for step, _ in summary["evaluations"]] == [250, 500, 750, 1000]
+
+
+def test_atari_run_resumes_exactly(tmp_path, monkeypatch):
+    """Pong with sticky actions, no-op starts, frame stacking across the checkpoint and short (truncated) episodes."""
+    monkeypatch.chdir(tmp_path)
+    dqn = importlib.import_module("sparse_dqn_atari")
+    settings = dict(
+        env_id="ALE/Pong-v5",
+        total_timesteps=400,
+        learning_starts=100,
+        train_frequency=4,
+        buffer_size=1000,
+        batch_size=8,
+        max_episode_steps=60,
+        update_interval=10,
+        update_end=60,
+        eval_frequency=200,
+        eval_episodes=1,
+        sparse_method="set",
+        checkpoint_frequency=200,
+        checkpoint_buffer=True,
+        save_model=True,
+    )
+    full = dqn.train(dqn.Args(**settings, exp_name="full"))
+    run_dir = stopped_run(dqn, dqn.Args(**settings, exp_name="stopped"), monkeypatch)
+    resumed = dqn.train(dqn.Args(resume=run_dir))
+    assert resumed["evaluations"] == full["evaluations"]
+    assert resumed["networks"] == full["networks"] and full["networks"]["q_network"]["topology_updates"] > 0
+    a, b = saved_model(full), saved_model(resumed)
+    for name, value in a["q_network"].items():
+        assert torch.equal(value, b["q_network"][name]), name
+    for name, value in a["masks"]["q_network"].items():
+        assert torch.equal(value, b["masks"]["q_network"][name]), name
 
 
 def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
@@ -173,3 +219,46 @@ def test_a_second_checkpoint_keeps_the_first_as_previous(tmp_path, monkeypatch):
     assert td3.load_checkpoint(os.path.join(run_dir, "checkpoint.pt"), td3.SCRIPT)["global_step"] == 800
     assert td3.load_checkpoint(os.path.join(run_dir, "checkpoint.prev.pt"), td3.SCRIPT)["global_step"] == 400
     assert not os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp"))
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "CartPole-v1", "HalfCheetah-v5"])
+def test_env_state_round_trip_continues_identically(env_id):
+    """A fresh env given a saved state continues exactly as the original: physics, emulator, sticky actions, RNGs,
+    time limits and episode statistics, across episode ends (autoreset)."""
+    import gymnasium as gym
+    import numpy as np
+
+    dqn = importlib.import_module("sparse_dqn_atari")
+
+    def make() -> gym.Env:
+        if env_id.startswith("ALE"):
+            env = dqn.make_env(env_id, 0, 0, False, "x", max_episode_steps=150)
+        else:
+            env = lambda: gym.make(env_id, max_episode_steps=150)  # noqa: E731
+        return gym.wrappers.vector.RecordEpisodeStatistics(gym.vector.SyncVectorEnv([env, env]))
+
+    original = make()
+    original.reset(seed=1)
+    original.action_space.seed(1)
+    for steps_before in (37, 83, 51):  # several points: states differ in the last action, episode phase, ...
+        for _ in range(steps_before):
+            original.step(original.action_space.sample())
+        saved = torch.load(_round_trip(dqn.env_state(original)), weights_only=False)
+        expected = [original.step(original.action_space.sample()) for _ in range(200)]
+        copy = make()
+        copy.reset(seed=123)
+        dqn.set_env_state(copy, saved)
+        for step, want in enumerate(expected):
+            got = copy.step(copy.action_space.sample())
+            for a, b in zip(want[:4], got[:4], strict=True):
+                assert np.array_equal(a, b), f"{env_id}: differs {step} steps after restoring"
+            assert np.array_equal(want[4].get("_episode", []), got[4].get("_episode", []))
+
+
+def _round_trip(obj: object):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return buffer

@@ -102,10 +102,35 @@ def test_area_resize_and_max_pool():
     pooled = np.maximum(wrapper.frames[0], wrapper.frames[1]).astype(np.float32)
     full = np.rint(m @ pooled @ dqn.AtariPreprocessing.area_matrix(160, 84).T).astype(np.uint8)
     np.testing.assert_array_equal(obs, full)
-    assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)  # sticky actions
+    # sticky actions: v5's 0.25, applied by the wrapper (ALE's own are off, see test_sticky_actions)
+    assert wrapper.sticky == 0.25 and env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
     frame_before = env.unwrapped.ale.getEpisodeFrameNumber()
     env.step(0)
     assert env.unwrapped.ale.getEpisodeFrameNumber() - frame_before == 4  # frame skip 4
+
+
+def test_sticky_actions():
+    """ALE's rule, per emulator frame: with probability p the previous action is repeated; a reset clears it."""
+    assert dqn.make_env("PongNoFrameskip-v4", 0, 0, False, "x")().sticky == 0.0  # v4 registers none
+    env = dqn.make_env("ALE/Pong-v5", 0, 0, False, "x")()
+    env.reset(seed=0)
+    wrapper = env
+    repeated, frames = 0, 0
+    for t in range(400):
+        previous = wrapper.last_action
+        action = 1 + t % 5  # never the no-op, and never the same twice in a row
+        wrapper.emulate(action)
+        repeated += wrapper.last_action == previous
+        frames += 1
+        assert wrapper.last_action in (previous, action)
+    assert repeated / frames == pytest.approx(0.25, abs=0.07)  # 400 Bernoulli(0.25) draws: std 0.022
+    wrapper.sticky = 1.0
+    env.reset(seed=0)
+    env.step(3)
+    assert wrapper.last_action == 0  # always sticky: the no-op set by reset is repeated forever
+    wrapper.sticky = 0.0
+    env.step(3)
+    assert wrapper.last_action == 3
 
 
 CARTPOLE = dict(
