@@ -44,6 +44,11 @@ class Args:
     """whether to capture videos of the agent (first training env; needs `pip install moviepy`)"""
     save_model: bool = False
     """whether to save weights, masks, normalization statistics and args to `runs/{run_name}/{exp_name}.pt`"""
+    checkpoint_frequency: int = 0
+    """environment steps between checkpoints, taken after a rollout's update (`runs/{run_name}/checkpoint.pt`, the one
+    before kept); 0: none"""
+    resume: str | None = None
+    """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
     # Algorithm specific arguments. None: CleanRL's value for the action space, continuous (ppo_continuous_action.py,
     # [G]'s MuJoCo setup) or discrete (ppo.py); see docs/ppo.md.
@@ -793,7 +798,9 @@ def resume_args(args: object, checkpoint: dict) -> object:
     with --resume are ignored (a note names them): changing them would change the run being continued."""
     keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
     saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
-    ignored = ", ".join("--" + k.replace("_", "-") for k, v in saved.items() if getattr(args, k) != v)
+    defaults = type(args)(**{k: getattr(args, k) for k in keep if hasattr(args, k)})
+    given = [k for k in saved if getattr(args, k) != getattr(defaults, k)]  # flags set on this command line
+    ignored = ", ".join("--" + k.replace("_", "-") for k in given if getattr(args, k) != saved[k])
     if ignored:
         print(f"note: resuming with the checkpoint's settings; ignored: {ignored}")
     return dataclasses.replace(args, **saved)
@@ -828,6 +835,8 @@ def restore_checkpoint(
 
 
 # --- end sparse training ---
+
+SCRIPT = "sparse_ppo"  # checkpoints name the script that wrote them
 
 
 def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
@@ -1001,6 +1010,13 @@ def resolve_args(args: Args, continuous: bool) -> dict:
 
 def train(args: Args) -> dict:
     """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+    checkpoint = None
+    if args.resume:
+        try:
+            checkpoint = load_checkpoint(args.resume, SCRIPT)
+        except ValueError as e:
+            fail(str(e))
+        args = resume_args(args, checkpoint)
     try:
         check_optional_dependencies(args.track, args.capture_video)
     except ValueError as e:
@@ -1025,7 +1041,10 @@ def train(args: Args) -> dict:
     if args.sparse_method == "prune" and prune_end <= prune_start:
         fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
 
-    run_name, run_dir, writer, device = start_run(args, c)
+    if args.checkpoint_frequency < 0:
+        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
+
+    run_name, run_dir, writer, device = start_run(args, c, checkpoint)
 
     # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
     # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
@@ -1085,17 +1104,33 @@ def train(args: Args) -> dict:
         return obs_rms.normalize(raw)
 
     eval_env = gym.make(args.env_id)
-    log_sparsity(writer, sparse_nets, 0)
     evaluations: list[tuple[int, float]] = []
-    next_eval = args.eval_frequency
-    global_step, grad_step = 0, 0
+    next_eval, next_checkpoint = args.eval_frequency, args.checkpoint_frequency
+    global_step, grad_step, start_iteration = 0, 0, 1
     start_time, eval_seconds = time.time(), 0.0
     raw_obs, _ = envs.reset(seed=args.seed)
     next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
     next_done = torch.zeros(e, device=device)
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
+    if checkpoint is None:
+        log_sparsity(writer, sparse_nets, 0)
+    else:
+        try:
+            loop = restore_checkpoint(checkpoint, {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs)
+        except ValueError as e:
+            fail(str(e))
+        start_iteration, global_step, grad_step = loop["iteration"], loop["global_step"], loop["grad_step"]
+        next_obs, next_done = loop["next_obs"].to(device), loop["next_done"].to(device)
+        for rms, saved in ((obs_rms, loop["obs_rms"]), (return_rms, loop["return_rms"])):
+            if rms is not None:  # plain statistics, not pickled objects: a checkpoint loads anywhere
+                rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
+        discounted_return = loop["discounted_return"]
+        evaluations, next_eval, next_checkpoint = loop["evaluations"], loop["next_eval"], loop["next_checkpoint"]
+        start_time = time.time() - loop["elapsed_s"] - loop["eval_s"]
+        eval_seconds = loop["eval_s"]
+        print(f"resumed {run_dir} at step {global_step}")
 
-    for iteration in range(1, c["num_iterations"] + 1):
+    for iteration in range(start_iteration, c["num_iterations"] + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / c["num_iterations"]
             for group in optimizer.param_groups:
@@ -1225,6 +1260,31 @@ def train(args: Args) -> dict:
             print(
                 f"global_step={global_step}, eval/episodic_return={ep_returns.mean():.1f}, "
                 f"SPS={int(global_step / (time.time() - start_time - eval_seconds))}"
+            )
+
+        if args.checkpoint_frequency and global_step >= next_checkpoint and iteration < c["num_iterations"]:
+            while next_checkpoint <= global_step:
+                next_checkpoint += args.checkpoint_frequency
+            writer.flush()
+            loop = {
+                "iteration": iteration + 1,
+                "global_step": global_step,
+                "grad_step": grad_step,
+                "next_obs": next_obs,
+                "next_done": next_done,
+                "obs_rms": obs_rms.state() if obs_rms is not None else None,
+                "return_rms": return_rms.state() if return_rms is not None else None,
+                "discounted_return": discounted_return,
+                "evaluations": evaluations,
+                "next_eval": next_eval,
+                "next_checkpoint": next_checkpoint,
+                "elapsed_s": time.time() - start_time - eval_seconds,
+                "eval_s": eval_seconds,
+            }
+            modules, optimizers = {"agent": agent}, {"optimizer": optimizer}
+            save_checkpoint(
+                run_dir,
+                make_checkpoint(SCRIPT, args, run_dir, global_step, modules, optimizers, sparse_nets, envs, loop),
             )
 
     log_sparsity(writer, sparse_nets, global_step)

@@ -749,7 +749,9 @@ def resume_args(args: object, checkpoint: dict) -> object:
     with --resume are ignored (a note names them): changing them would change the run being continued."""
     keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
     saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
-    ignored = ", ".join("--" + k.replace("_", "-") for k, v in saved.items() if getattr(args, k) != v)
+    defaults = type(args)(**{k: getattr(args, k) for k in keep if hasattr(args, k)})
+    given = [k for k in saved if getattr(args, k) != getattr(defaults, k)]  # flags set on this command line
+    ignored = ", ".join("--" + k.replace("_", "-") for k in given if getattr(args, k) != saved[k])
     if ignored:
         print(f"note: resuming with the checkpoint's settings; ignored: {ignored}")
     return dataclasses.replace(args, **saved)

@@ -4,7 +4,12 @@
 import glob
 import importlib
 import os
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,9 +119,12 @@ def test_resume_without_buffer_refills_it_and_finishes(script, tmp_path, monkeyp
     module = importlib.import_module(script)
     settings = dict(RUNS[script], checkpoint_frequency=500)
     run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch)
-    summary = module.train(module.Args(resume=run_dir))
-    assert "refilling it with" in capsys.readouterr().out
+    summary = module.train(module.Args(resume=run_dir, hidden_width=7))
+    out = capsys.readouterr().out
+    assert "refilling it with" in out
+    assert "ignored: --hidden-width" in out  # a resumed run keeps the checkpoint's settings
     assert [step for step, _ in summary["evaluations"]] == [250, 500, 750, 1000]
+    assert summary["args"]["hidden_width"] == 32
 
 
 def test_atari_run_resumes_exactly(tmp_path, monkeypatch):
@@ -150,6 +158,45 @@ def test_atari_run_resumes_exactly(tmp_path, monkeypatch):
         assert torch.equal(value, b["q_network"][name]), name
     for name, value in a["masks"]["q_network"].items():
         assert torch.equal(value, b["masks"]["q_network"][name]), name
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "CartPole-v1"])
+def test_ppo_run_resumes_exactly(env_id, tmp_path, monkeypatch):
+    """PPO checkpoints after a rollout's update: observation and reward normalization, the learning-rate anneal and
+    the minibatch shuffling continue as in an uninterrupted run."""
+    monkeypatch.chdir(tmp_path)
+    ppo = importlib.import_module("sparse_ppo")
+    settings = dict(
+        env_id=env_id,
+        total_timesteps=1024,
+        num_steps=128,
+        num_minibatches=4,
+        update_epochs=2,
+        eval_frequency=256,
+        eval_episodes=1,
+        hidden_width=32,
+        update_interval=4,
+        update_end=40,
+        sparse_method="rigl",
+        drop_fraction=0.3,
+        checkpoint_frequency=500,  # taken after the rollout that crosses it (512 steps)
+        save_model=True,
+    )
+    full = ppo.train(ppo.Args(**settings, exp_name="full"))
+    run_dir = stopped_run(ppo, ppo.Args(**settings, exp_name="stopped"), monkeypatch)
+    assert torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)["global_step"] == 512
+    resumed = ppo.train(ppo.Args(resume=run_dir))
+    assert resumed["evaluations"] == full["evaluations"] and len(full["evaluations"]) >= 2
+    assert resumed["networks"] == full["networks"]
+    a, b = saved_model(full), saved_model(resumed)
+    for name, value in a["agent"].items():
+        assert torch.equal(value, b["agent"][name]), name
+    for net, masks in a["masks"].items():
+        for layer, mask in masks.items():
+            assert torch.equal(mask, b["masks"][net][layer]), f"{net}.{layer}"
+    if a["obs_rms"] is not None:
+        for key in ("mean", "var", "count"):
+            assert np.array_equal(a["obs_rms"][key], b["obs_rms"][key]), key
 
 
 def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
@@ -209,6 +256,40 @@ def test_kill_during_checkpoint_write_leaves_previous_checkpoint(tmp_path, monke
     assert checkpoint["global_step"] == 300  # the previous, complete checkpoint
     summary = td3.train(td3.Args(resume=run_dir, checkpoint_frequency=0))
     assert summary["evaluations"][-1][0] == 1000
+
+
+def test_killed_process_resumes_from_the_command_line(tmp_path):
+    """A real SIGKILL of a training process at an arbitrary moment, then `--resume RUN_FOLDER` on the command line."""
+    from conftest import ROOT
+
+    script = os.path.join(ROOT, "sparse_td3_continuous.py")
+    flags = ["--env-id", "InvertedPendulum-v5", "--total-timesteps", "100000", "--learning-starts", "100"]
+    flags += ["--batch-size", "16", "--hidden-width", "16", "--checkpoint-frequency", "50", "--exp-name", "killed"]
+    proc = subprocess.Popen([sys.executable, script, *flags], cwd=tmp_path, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.prev.pt")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.37)  # somewhere among the next checkpoint writes
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    td3 = importlib.import_module("sparse_td3_continuous")
+    step = td3.load_checkpoint(run_dir, td3.SCRIPT)["global_step"]
+    assert step >= 100 and step % 50 == 0
+    # resume with a shorter budget would be ignored (the checkpoint's settings win), so finish it off by patching
+    # the checkpoint's total: the run then ends after a few more steps
+    path = os.path.join(run_dir, "checkpoint.pt")
+    if not os.path.exists(path):
+        path = os.path.join(run_dir, "checkpoint.prev.pt")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["args"]["total_timesteps"] = step + 100
+    torch.save(checkpoint, path)
+    done = subprocess.run(
+        [sys.executable, script, "--resume", run_dir], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"resumed {os.path.relpath(run_dir, tmp_path)} at step {step}" in done.stdout
+    assert f"{step + 100} steps ===" in done.stdout
 
 
 def test_a_second_checkpoint_keeps_the_first_as_previous(tmp_path, monkeypatch):
