@@ -3,6 +3,7 @@
 import collections
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -597,7 +598,7 @@ def start_run(
             sync_tensorboard=True,
             config=config,
             name=run_name,
-            id=run_name.replace("/", "_")[-128:],  # a fixed id lets a resumed run continue the same wandb run
+            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
             resume="allow",
             monitor_gym=True,
             save_code=True,
