@@ -172,7 +172,7 @@ def plot_sparsity(sources: list[str], out: str) -> None:
                     continue
                 steps, values = zip(*series, strict=True)
                 values = [transform(v) for v in values] if transform else list(values)
-                ax.plot(steps, values, label=f"{run_name[:40]} {parts[1]}")
+                ax.plot(steps, values, drawstyle="steps-post", label=f"{run_name[:40]} {parts[1]}")  # held between logs
                 drawn += 1
             ax.set_title(title)
             ax.set_xlabel("step")
