@@ -15,35 +15,22 @@ import torch
 
 # Per script: a short run (1000 steps) whose topology updates, pruning, evaluations and episode ends fall on both
 # sides of the checkpoint at step 500.
+CONTINUOUS = dict(
+    total_timesteps=1000,
+    learning_starts=200,
+    batch_size=32,
+    buffer_size=2000,
+    update_interval=50,
+    update_end=700,
+    eval_frequency=250,
+    eval_episodes=1,
+    hidden_width=32,
+    sparsity=0.8,
+    env_id="InvertedPendulum-v5",
+)
 RUNS = {
-    "sparse_td3_continuous": dict(
-        total_timesteps=1000,
-        learning_starts=200,
-        batch_size=32,
-        buffer_size=2000,
-        update_interval=50,
-        update_end=700,
-        eval_frequency=250,
-        eval_episodes=1,
-        hidden_width=32,
-        sparse_method="rigl",
-        sparsity=0.8,
-        env_id="InvertedPendulum-v5",
-    ),
-    "sparse_sac_continuous": dict(
-        total_timesteps=1000,
-        learning_starts=200,
-        batch_size=32,
-        buffer_size=2000,
-        update_interval=50,
-        update_end=700,
-        eval_frequency=250,
-        eval_episodes=1,
-        hidden_width=32,
-        sparse_method="set",
-        sparsity=0.8,
-        env_id="InvertedPendulum-v5",
-    ),
+    "sparse_td3_continuous": dict(CONTINUOUS, sparse_method="rigl"),
+    "sparse_sac_continuous": dict(CONTINUOUS, sparse_method="set"),
     "sparse_dqn_atari": dict(
         env_id="CartPole-v1",
         total_timesteps=1000,
