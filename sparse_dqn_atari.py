@@ -804,6 +804,16 @@ def load_checkpoint(path: str, script: str) -> dict:
     raise AssertionError("unreachable")
 
 
+def buffer_state(buffer: object) -> dict:
+    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
+    writes without a pickled copy (an Atari buffer is gigabytes)."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
+
+
+def load_buffer_state(buffer: object, state: dict) -> None:
+    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
+
+
 def resume_args(args: object, checkpoint: dict) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
     with --resume are ignored (a note names them): changing them would change the run being continued."""
@@ -1296,7 +1306,7 @@ def train(args: Args) -> dict:
             learn_start_time = time.time() - loop["learning_s"]
         rb.rng = loop["rb_rng"]
         if loop["buffer"] is not None:
-            rb.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
+            load_buffer_state(rb, loop["buffer"])
         elif start_iteration > 0:
             # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
             # epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and the
@@ -1388,10 +1398,7 @@ def train(args: Args) -> dict:
                 "elapsed_s": time.time() - start_time,
                 "learning_s": time.time() - learn_start_time - eval_seconds if learn_start_time else None,
                 "rb_rng": rb.rng,
-                # torch tensors sharing the arrays' memory: torch.save writes them without a pickled copy
-                "buffer": {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(rb).items()}
-                if args.checkpoint_buffer
-                else None,
+                "buffer": buffer_state(rb) if args.checkpoint_buffer else None,
             }
             step = global_step + args.num_envs
             save_checkpoint(

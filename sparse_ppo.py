@@ -794,6 +794,16 @@ def load_checkpoint(path: str, script: str) -> dict:
     raise AssertionError("unreachable")
 
 
+def buffer_state(buffer: object) -> dict:
+    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
+    writes without a pickled copy (an Atari buffer is gigabytes)."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
+
+
+def load_buffer_state(buffer: object, state: dict) -> None:
+    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
+
+
 def resume_args(args: object, checkpoint: dict) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
     with --resume are ignored (a note names them): changing them would change the run being continued."""
