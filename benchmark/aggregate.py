@@ -52,10 +52,11 @@ def table(rows: list[dict], metric: str, reps: int) -> str:
         x = np.array([r[metric] for r in runs])
         low, high = bootstrap_ci(x, reps)
         active, total = runs[0]["active_weights"], runs[0]["total_weights"]
+        d = 3 if metric == "lca" else 1  # LCA is mean return / 1e4: typically 0.01-2
         lines.append(
             f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
-            f"| {'default' if width is None else width} | {len(runs)} | {x.mean():.1f} ± {x.std():.1f} "
-            f"| {iqm(x):.1f} [{low:.1f}, {high:.1f}] | {active:,} / {total:,} "
+            f"| {'default' if width is None else width} | {len(runs)} | {x.mean():.{d}f} ± {x.std():.{d}f} "
+            f"| {iqm(x):.{d}f} [{low:.{d}f}, {high:.{d}f}] | {active:,} / {total:,} "
             f"| {np.mean([r['train_flops_vs_dense'] for r in runs]):.2f} |"
         )
     return "\n".join(lines)

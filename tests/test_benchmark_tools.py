@@ -128,7 +128,10 @@ def test_aggregate_iqm_and_means_on_planted_rows(tmp_path):
         "mean_last_10_evals": 0.0,
         "lca": 0.0,
     }
-    rows = [{**base, "method": "set", "sparsity": 0.5, "final_eval_return": v} for v in (1, 2, 3, 4, 100, 6, 7, 8)]
+    rows = [
+        {**base, "method": "set", "sparsity": 0.5, "final_eval_return": v, "lca": v / 1e4}
+        for v in (1, 2, 3, 4, 100, 6, 7, 8)
+    ]
     rows += [{**base, "method": "dense", "sparsity": None, "final_eval_return": v} for v in (10, 20, 60)]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
@@ -142,6 +145,10 @@ def test_aggregate_iqm_and_means_on_planted_rows(tmp_path):
     dense_row = next(line for line in out.splitlines() if "| dense |" in line)
     assert "| 8 | 16.4 ± 31.7 | 5.0 [" in set_row  # mean 16.375, population std sqrt(8033.875 / 8) = 31.69
     assert "| 3 | 30.0 ± 21.6 | 30.0 [" in dense_row  # std of 10, 20, 60 = 21.60
+    # LCA (return / 1e4) gets three decimals: mean 0.0016375, IQM 0.0005
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "aggregate.py"), str(path), "--metric", "lca"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "| 8 | 0.002 ± 0.003 | 0.001 [" in next(line for line in out.splitlines() if "| set |" in line)
 
 
 def planted_rows(tmp_path) -> str:
