@@ -800,6 +800,9 @@ def load_checkpoint(path: str, script: str) -> dict:
             raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
         if checkpoint["script"] != script:
             raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+        if os.path.exists(os.path.join(os.path.dirname(candidate), "summary.json")):
+            # no checkpoint is written at the end, so resuming would redo the steps after the last one
+            raise ValueError(f"the run of {candidate} has finished (its summary.json is there): nothing to resume")
         return checkpoint
     raise AssertionError("unreachable")
 

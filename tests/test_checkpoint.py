@@ -219,6 +219,13 @@ def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatc
     assert "truncated or corrupted" in refused(td3, run_dir)
     assert open(path, "rb").read() == good[: len(good) // 2]  # refusing overwrote nothing
 
+    # a finished run: its last checkpoint is before the end, so resuming would repeat the steps after it
+    with open(path, "wb") as f:
+        f.write(good)
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        f.write("{}")
+    assert "has finished (its summary.json is there): nothing to resume" in refused(td3, run_dir)
+
 
 def test_kill_during_checkpoint_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
