@@ -766,8 +766,8 @@ def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
 
 
 def load_checkpoint(path: str, script: str) -> dict:
-    """Read a checkpoint file, or the newest readable one in a run folder. Raise ValueError (one line) for a missing,
-    truncated or corrupted file, or a checkpoint of another script."""
+    """Read the checkpoint to resume from: a file, or the newest readable one in a run folder. Raise ValueError (one
+    line) for a missing, truncated or corrupted file, a checkpoint of another script, or one of a finished run."""
     if os.path.isdir(path):
         candidates = [os.path.join(path, name) for name in ("checkpoint.pt", "checkpoint.prev.pt")]
         candidates = [c for c in candidates if os.path.exists(c)]
