@@ -106,11 +106,20 @@ def execute(run: dict, rid: str, runs_dir: str, logs_dir: str) -> dict | None:
         code = subprocess.call(cmd, cwd=runs_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         return None
+    return result_row(run, rid, runs_dir, time.time() - start)
+
+
+def result_row(run: dict, rid: str, runs_dir: str, wall_time: float) -> dict | None:
+    """The result row of a finished run, read from its summary.json; None if no folder of the run has one."""
     summary_paths = [
         os.path.join(runs_dir, "runs", d, "summary.json")
         for d in os.listdir(os.path.join(runs_dir, "runs"))
         if f"__sweep_{rid}__" in d
     ]
+    # an attempt killed in an earlier sweep left a folder of the same run without a summary
+    summary_paths = [p for p in summary_paths if os.path.exists(p)]
+    if not summary_paths:
+        return None
     with open(max(summary_paths, key=os.path.getmtime)) as f:
         s = json.load(f)
     nets = s["networks"].values()
@@ -125,9 +134,9 @@ def execute(run: dict, rid: str, runs_dir: str, logs_dir: str) -> dict | None:
         "train_flops_vs_dense": s["train_flops_vs_dense"],
         "total_timesteps": s["total_timesteps"],
         "evaluations": s["evaluations"],
-        "wall_time_s": time.time() - start,
+        "wall_time_s": wall_time,
         "run_dir": os.path.join(runs_dir, s["run_dir"]),
-        "command": " ".join(cmd),
+        "command": " ".join(command(run, rid)),
     }
 
 
@@ -138,7 +147,12 @@ def run_local(
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
         futures = {pool.submit(execute, run, rid, runs_dir, logs_dir): rid for run, rid in todo}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            try:
+                row = future.result()
+            except Exception as e:  # a broken run must not stop the rows of the others from being written
+                print(f"run {futures[future]}: {type(e).__name__}: {e}", flush=True)
+                row = None
+            yield futures[future], row
 
 
 def run_ray(
@@ -159,7 +173,12 @@ def run_ray(
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            yield refs[ready[0]], ray.get(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except Exception as e:  # as in run_local: report it, keep collecting the others
+                print(f"run {refs[ready[0]]}: {type(e).__name__}: {e}", flush=True)
+                row = None
+            yield refs[ready[0]], row
     finally:
         ray.shutdown()
 

@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT
@@ -45,8 +47,9 @@ def test_summarize_table(tmp_path):
     assert "| 1 | 100 | 10 ± 0 | 5 ± 0 | 0.001 |" in rows["dense"]
 
 
-def sweep_two_runs(tmp_path, *launcher: str) -> None:
-    """A two-run grid (dense and static DQN on CartPole, tiny budgets): both rows written, then both skipped."""
+def sweep_two_runs(tmp_path, *launcher: str, stale: bool = False) -> None:
+    """A two-run grid (dense and static DQN on CartPole, tiny budgets): both rows written, then both skipped. With
+    `stale`, each run first gets the folder of an attempt killed in an earlier sweep (newer, without summary.json)."""
     results = tmp_path / "rows.jsonl"
     cmd = [
         sys.executable,
@@ -83,6 +86,15 @@ def sweep_two_runs(tmp_path, *launcher: str) -> None:
         "--batch-size",
         "32",
     ]
+    if stale:
+        at = cmd.index("--extra")  # flags after --extra go to the runs
+        dry = subprocess.run([*cmd[:at], "--dry-run", *cmd[at:]], capture_output=True, text=True, timeout=60).stdout
+        ids = re.findall(r"--exp-name sweep_([0-9a-f]+)", dry)
+        assert len(ids) == 2
+        for rid in ids:
+            killed = tmp_path / "runs" / f"CartPole-v1__sweep_{rid}__dense__1__9999999999"
+            killed.mkdir(parents=True)
+            os.utime(killed, (time.time() + 3600, time.time() + 3600))
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     rows = [json.loads(line) for line in results.read_text().splitlines()]
@@ -98,7 +110,7 @@ def sweep_two_runs(tmp_path, *launcher: str) -> None:
 
 
 def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
-    sweep_two_runs(tmp_path)
+    sweep_two_runs(tmp_path, stale=True)
 
 
 def test_sweep_on_a_local_ray_instance(tmp_path):
