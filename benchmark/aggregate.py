@@ -41,14 +41,19 @@ def cells(rows: list[dict]) -> dict[tuple, list[dict]]:
     return groups
 
 
+def cell_order(item: tuple[tuple, list[dict]]) -> tuple:
+    """Sort cells by their key, numbers as numbers (width 9 before 15 before 42) and None (dense's sparsity, the
+    script's default width) first in its column."""
+    return tuple((0, 0) if v is None else (1, v) for v in item[0])
+
+
 def table(rows: list[dict], metric: str, reps: int) -> str:
     lines = [
         f"| script | env | method | sparsity | width | runs | {metric} mean ± std | IQM [95% CI] "
         "| active / total weights | training FLOPs vs dense |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    order = lambda item: tuple("" if v is None else str(v) for v in item[0])  # noqa: E731
-    for (script, env, method, sparsity, width), runs in sorted(cells(rows).items(), key=order):
+    for (script, env, method, sparsity, width), runs in sorted(cells(rows).items(), key=cell_order):
         x = np.array([r[metric] for r in runs])
         low, high = bootstrap_ci(x, reps)
         active, total = runs[0]["active_weights"], runs[0]["total_weights"]

@@ -163,6 +163,31 @@ def test_aggregate_iqm_and_means_on_planted_rows(tmp_path):
     assert "| 8 | 0.002 ± 0.003 | 0.001 [" in next(line for line in out.splitlines() if "| set |" in line)
 
 
+def test_aggregate_orders_widths_and_sparsities_as_numbers(tmp_path):
+    base = {"script": "ppo", "env": "E-v0", "active_weights": 1, "total_weights": 2, "train_flops_vs_dense": 1.0}
+    rows = [
+        {**base, "method": "dense", "sparsity": None, "width": w, "final_eval_return": 1.0} for w in (42, 9, None, 15)
+    ]
+    rows += [
+        {**base, "method": "set", "sparsity": s, "width": None, "final_eval_return": 1.0} for s in (0.95, 0.5, 0.9)
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "aggregate.py"), str(path), "--reps", "10"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cells = [line.split(" | ")[2:5] for line in out.splitlines() if line.startswith("| ppo |")]
+    # string order would put 15 before 42 before 9 (and default last); numeric order, default first
+    assert cells == [
+        ["dense", "-", "default"],
+        ["dense", "-", "9"],
+        ["dense", "-", "15"],
+        ["dense", "-", "42"],
+        ["set", "0.5", "default"],
+        ["set", "0.9", "default"],
+        ["set", "0.95", "default"],
+    ]
+
+
 def planted_rows(tmp_path) -> str:
     """Result rows of a small grid: dense at two widths, set at two sparsities, static at one; two seeds each."""
     rows = []
