@@ -9,6 +9,9 @@ row to --results; a run whose id is already there is skipped, so an interrupted 
         --seeds 1 2 3 --steps 200000 --results results/td3.jsonl
     python benchmark/sweep.py --grid grid.json --results results/sac.jsonl --workers 2
     python benchmark/sweep.py ... --dry-run          # print the commands, run nothing
+    python benchmark/sweep.py ... --extra --eval-frequency 51200   # flags for every run: --extra goes last
+
+--extra passes the rest of the command line to every run, so a sweep option written after it is refused up front.
 
 Rows hold the run's summary figures (final and mean-of-last-10 evaluation returns, learning-curve area, active and
 total weights, training FLOPs vs dense, wall time), its settings and the exact command.
@@ -202,6 +205,15 @@ def main() -> None:
         "--ray", metavar="ADDRESS", help="run each run as a Ray task: 'local' starts an instance, 'auto' joins one"
     )
     opts = parser.parse_args()
+    # --extra swallows everything after it, so a sweep option written after it would be passed to every run, and
+    # every run would fail on it minutes later; no script has an option of these names, so catch it here
+    own = {opt for action in parser._actions for opt in action.option_strings}
+    misplaced = [a for a in opts.extra if a.split("=")[0] in own]
+    if misplaced:
+        raise SystemExit(
+            f"error: {misplaced[0]} comes after --extra, which passes everything after it to the runs; "
+            "put --extra and its flags last"
+        )
 
     grid = {
         "scripts": ["td3"],

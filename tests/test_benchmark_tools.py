@@ -113,6 +113,24 @@ def test_sweep_runs_a_grid_and_skips_finished_runs(tmp_path):
     sweep_two_runs(tmp_path, stale=True)
 
 
+def test_sweep_refuses_its_own_options_after_extra(tmp_path):
+    # --extra takes the rest of the line: "--methods" after it would reach every run and fail each one
+    results = tmp_path / "rows.jsonl"
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "--scripts", "ppo", "--results", str(results)]
+    out = subprocess.run(
+        cmd + ["--extra", "--eval-frequency", "5", "--methods", "dense"], capture_output=True, text=True
+    )
+    assert out.returncode != 0 and "--methods comes after --extra" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not results.exists()
+    out = subprocess.run(cmd + ["--dry-run", "--extra", "--seeds=3"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "--seeds=3 comes after --extra" in out.stderr
+    # the script's own flags pass (--dry-run only prints the commands)
+    ok = subprocess.run(
+        cmd + ["--dry-run", "--extra", "--eval-frequency", "5"], capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0 and "--eval-frequency 5" in ok.stdout
+
+
 def test_sweep_on_a_local_ray_instance(tmp_path):
     pytest.importorskip("ray", reason="the Ray path needs Ray (pip install -r benchmark/requirements.txt)")
     sweep_two_runs(tmp_path, "--ray", "local")
