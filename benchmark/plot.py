@@ -6,7 +6,9 @@
 
 `params` draws the shape of Graesser et al. (2022) Fig. 2: the final evaluation return (or --metric) against the
 number of active weights, one line per sparse method through its sparsities and one line through the dense runs of
-every hidden width (the width-scaled dense baselines). Points are the mean over seeds, bars the standard deviation.
+every hidden width (the width-scaled dense baselines). Points are the mean over seeds and bars the standard
+deviation, or with `--stat iqm` the interquartile mean and its 95% bootstrap interval (as [G] reports them; the
+same figures benchmark/aggregate.py prints).
 `curves` draws mean evaluation return against environment steps per cell (method, sparsity, width) with the min-max
 band over seeds. `sparsity` reads `sparsity/<net>/density`, `mask_change` and `ever_active` from tensorboard event
 files (run folders or a result file whose rows name them) and draws them against the training step.
@@ -18,6 +20,7 @@ import os
 from collections import defaultdict
 
 import numpy as np
+from aggregate import bootstrap_ci, iqm  # same folder: the IQM and its interval are computed once, in aggregate.py
 
 
 def pyplot():  # noqa: ANN201 - the module, imported lazily so the rest of benchmark/ works without matplotlib
@@ -61,32 +64,40 @@ def by_env(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(sorted(groups.items()))
 
 
-def params_points(rows: list[dict], metric: str) -> dict[str, list[tuple[float, float, float, str]]]:
-    """Per line (a sparse method, or 'dense' for every width), the points (active weights, mean, std, point label)
-    sorted by active weights. Cells are (method, sparsity, width); their seeds are averaged."""
+def params_points(
+    rows: list[dict], metric: str, stat: str = "mean"
+) -> dict[str, list[tuple[float, float, float, float, str]]]:
+    """Per line (a sparse method, or 'dense' for every width), the points (active weights, centre, low, high, point
+    label) sorted by active weights. Cells are (method, sparsity, width). stat 'mean': centre the mean over seeds,
+    low/high mean -+ std; 'iqm': the interquartile mean and its 95% bootstrap interval."""
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         cells[(row["method"], row["sparsity"], row["width"])].append(row)
-    lines: dict[str, list[tuple[float, float, float, str]]] = defaultdict(list)
+    lines: dict[str, list[tuple[float, float, float, float, str]]] = defaultdict(list)
     for (method, sparsity, width), runs in cells.items():
         values = np.array([r[metric] for r in runs], dtype=float)
         active = float(np.mean([r["active_weights"] for r in runs]))
         name = "dense (width-scaled)" if method == "dense" else method
         if method != "dense" and width is not None:
             name = f"{method}, width {width}"
-        lines[name].append((active, float(values.mean()), float(values.std()), label(method, sparsity, width)))
+        if stat == "iqm":
+            centre, (low, high) = iqm(values), bootstrap_ci(values)
+        else:
+            centre, low, high = values.mean(), values.mean() - values.std(), values.mean() + values.std()
+        lines[name].append((active, float(centre), float(low), float(high), label(method, sparsity, width)))
     return {name: sorted(points) for name, points in sorted(lines.items())}
 
 
-def plot_params(rows: list[dict], metric: str, out: str) -> None:
+def plot_params(rows: list[dict], metric: str, out: str, stat: str = "mean") -> None:
     plt = pyplot()
     groups = by_env(rows)
     fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.5), squeeze=False)
     for ax, ((script, env), env_rows) in zip(axes[0], groups.items(), strict=True):
-        lines = params_points(env_rows, metric)
+        lines = params_points(env_rows, metric, stat)
         sparse_names = [name for name in lines if not name.startswith("dense")]
         for name, points in lines.items():
-            x, y, err, labels = zip(*points, strict=True)
+            x, y, low, high, labels = zip(*points, strict=True)
+            err = [np.subtract(y, low), np.subtract(high, y)]  # bars below and above the centre
             if name in sparse_names:  # methods share their parameter counts: dodge them sideways to keep bars apart
                 shift = 1.0 + 0.025 * (sparse_names.index(name) - (len(sparse_names) - 1) / 2)
                 x = tuple(xi * shift for xi in x)
@@ -99,7 +110,8 @@ def plot_params(rows: list[dict], metric: str, out: str) -> None:
                     )
         ax.set_xscale("log")
         ax.set_xlabel("active weights, all networks (log scale; sparse methods dodged sideways)")
-        ax.set_ylabel(metric.replace("_", " "))
+        what = "IQM, bars 95% bootstrap CI" if stat == "iqm" else "mean ± std over seeds"
+        ax.set_ylabel(f"{metric.replace('_', ' ')} ({what})")
         ax.set_title(f"{script}, {env}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -189,6 +201,7 @@ def main() -> None:
     p = sub.add_parser("params", help="final return against active weights ([G] Fig. 2)")
     p.add_argument("results", nargs="+", help="result files (.jsonl) written by benchmark/sweep.py")
     p.add_argument("--metric", default="final_eval_return", choices=["final_eval_return", "mean_last_10_evals", "lca"])
+    p.add_argument("--stat", choices=["mean", "iqm"], default="mean", help="mean ± std, or IQM with 95%% bootstrap CI")
     p.add_argument("--out", required=True)
     c = sub.add_parser("curves", help="learning curves per cell")
     c.add_argument("results", nargs="+")
@@ -198,7 +211,7 @@ def main() -> None:
     s.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.kind == "params":
-        plot_params(read_rows(args.results), args.metric, args.out)
+        plot_params(read_rows(args.results), args.metric, args.out, args.stat)
     elif args.kind == "curves":
         plot_curves(read_rows(args.results), args.out)
     else:

@@ -247,17 +247,39 @@ def test_params_points_group_cells_into_lines(tmp_path):
     lines = plot.params_points(rows, "final_eval_return")
     assert set(lines) == {"dense (width-scaled)", "set", "static"}
     # dense: width 30 (100 weights, returns 20 and 30) then default width (1000 weights, returns 110 and 120)
-    assert lines["dense (width-scaled)"] == [(100.0, 25.0, 5.0, "dense, width 30"), (1000.0, 115.0, 5.0, "dense")]
+    # points are (active weights, mean, mean - std, mean + std, label); std of two returns 10 apart is 5
+    assert lines["dense (width-scaled)"] == [
+        (100.0, 25.0, 20.0, 30.0, "dense, width 30"),
+        (1000.0, 115.0, 110.0, 120.0, "dense"),
+    ]
     assert [p[:2] for p in lines["set"]] == [(100.0, 25.0), (500.0, 65.0)]
-    assert lines["static"] == [(100.0, 25.0, 5.0, "static 90%")]
+    assert lines["static"] == [(100.0, 25.0, 20.0, 30.0, "static 90%")]
+    # IQM of two seeds trims nothing: the mean; its bootstrap interval spans the two returns
+    iqm_lines = plot.params_points(rows, "final_eval_return", "iqm")
+    assert iqm_lines["static"] == [(100.0, 25.0, 20.0, 30.0, "static 90%")]
 
 
-@pytest.mark.parametrize("kind", ["params", "curves"])
+def test_params_iqm_points_trim_an_outlier_seed(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import plot
+
+    # 5 seeds: IQM drops one from each end, (100 + 110 + 120) / 3 = 110, where the -900 seed drags the mean to -88
+    rows = [
+        {"method": "set", "sparsity": 0.9, "width": None, "active_weights": 50, "final_eval_return": v}
+        for v in (100, -900, 120, 110, 130)
+    ]
+    (point,) = plot.params_points(rows, "final_eval_return", "iqm")["set"]
+    assert point[:2] == (50.0, 110.0) and point[2] <= 110.0 <= point[3]
+    (point,) = plot.params_points(rows, "final_eval_return")["set"]
+    assert point[1] == -88.0  # mean of 100, -900, 120, 110, 130
+
+
+@pytest.mark.parametrize("kind", [["params"], ["params", "--stat", "iqm"], ["curves"]])
 def test_plot_commands_write_pngs(tmp_path, kind):
     pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -r benchmark/requirements.txt)")
-    out = tmp_path / f"{kind}.png"
+    out = tmp_path / f"{kind[0]}.png"
     subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmark", "plot.py"), kind, planted_rows(tmp_path), "--out", str(out)],
+        [sys.executable, os.path.join(ROOT, "benchmark", "plot.py"), *kind, planted_rows(tmp_path), "--out", str(out)],
         check=True,
         capture_output=True,
     )
