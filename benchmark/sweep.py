@@ -4,12 +4,17 @@ The grid is scripts x envs x methods x sparsities x seeds (x hidden widths, for 
 given on the command line or in a JSON file with the same keys. Each run is a subprocess with one torch thread
 (OMP_NUM_THREADS=1), at most --workers at a time (default: the machine's cores). A finished run appends one JSON
 row to --results; a run whose id is already there is skipped, so an interrupted sweep continues where it stopped.
+A run that was killed part-way (its folder has a checkpoint but no summary.json) is resumed from its last checkpoint
+with the script's --resume, not started again: give the runs --checkpoint-frequency (and --checkpoint-buffer, so the
+continuation is exact) through --extra. A run whose folder is gone starts from scratch.
 
     python benchmark/sweep.py --scripts td3 --envs HalfCheetah-v5 --methods dense set static --sparsities 0.5 \\
         --seeds 1 2 3 --steps 200000 --results results/td3.jsonl
     python benchmark/sweep.py --grid grid.json --results results/sac.jsonl --workers 2
     python benchmark/sweep.py ... --dry-run          # print the commands, run nothing
     python benchmark/sweep.py ... --extra --eval-frequency 51200   # flags for every run: --extra goes last
+    python benchmark/sweep.py ... --runs-dir /data/exp --results /data/exp/rows.jsonl \\
+        --extra --checkpoint-frequency 50000 --checkpoint-buffer   # long runs that survive being killed
 
 --extra passes the rest of the command line to every run, so a sweep option written after it is refused up front.
 
@@ -32,7 +37,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -100,26 +104,51 @@ def finished_ids(path: str) -> set[str]:
         return {json.loads(line)["id"] for line in f if line.strip()}
 
 
+def run_folders(rid: str, runs_dir: str) -> list[str]:
+    """The folders of every attempt at run `rid` under runs_dir/runs, newest first."""
+    runs = os.path.join(runs_dir, "runs")
+    if not os.path.isdir(runs):
+        return []
+    folders = [os.path.join(runs, d) for d in os.listdir(runs) if f"__sweep_{rid}__" in d]
+    return sorted(folders, key=os.path.getmtime, reverse=True)
+
+
+def resumable_folder(rid: str, runs_dir: str) -> str | None:
+    """The newest folder of a killed attempt at run `rid` that a checkpoint lets continue: no summary.json (the run
+    did not finish) and a checkpoint.pt or checkpoint.prev.pt. None when the run has to start from scratch."""
+    for folder in run_folders(rid, runs_dir):
+        if os.path.exists(os.path.join(folder, "summary.json")):
+            return None  # finished but its row is missing: result_row() picks it up, nothing to resume
+        if any(os.path.exists(os.path.join(folder, f)) for f in ("checkpoint.pt", "checkpoint.prev.pt")):
+            return folder
+    return None
+
+
 def execute(run: dict, rid: str, runs_dir: str, logs_dir: str) -> dict | None:
-    """Run one training process; return its result row, or None if it failed (its log says why)."""
+    """Run one training process, resuming a killed attempt from its checkpoint where there is one; return its result
+    row, or None if it failed (its log says why)."""
+    done = result_row(run, rid, runs_dir)
+    if done is not None:
+        return done  # finished in an earlier sweep that was killed before it wrote the row
     cmd = command(run, rid)
+    folder = resumable_folder(rid, runs_dir)
+    if folder is not None:
+        cmd += ["--resume", folder]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    start = time.time()
-    with open(os.path.join(logs_dir, f"{rid}.log"), "w") as log:
+    # appended to: the log of a resumed run keeps what its earlier attempts printed
+    with open(os.path.join(logs_dir, f"{rid}.log"), "a") as log:
+        if folder is not None:
+            print(f"sweep: resuming from the checkpoint in {folder}", file=log, flush=True)
         code = subprocess.call(cmd, cwd=runs_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         return None
-    return result_row(run, rid, runs_dir, time.time() - start)
+    return result_row(run, rid, runs_dir)
 
 
-def result_row(run: dict, rid: str, runs_dir: str, wall_time: float) -> dict | None:
+def result_row(run: dict, rid: str, runs_dir: str) -> dict | None:
     """The result row of a finished run, read from its summary.json; None if no folder of the run has one."""
-    summary_paths = [
-        os.path.join(runs_dir, "runs", d, "summary.json")
-        for d in os.listdir(os.path.join(runs_dir, "runs"))
-        if f"__sweep_{rid}__" in d
-    ]
     # an attempt killed in an earlier sweep left a folder of the same run without a summary
+    summary_paths = [os.path.join(d, "summary.json") for d in run_folders(rid, runs_dir)]
     summary_paths = [p for p in summary_paths if os.path.exists(p)]
     if not summary_paths:
         return None
@@ -137,7 +166,7 @@ def result_row(run: dict, rid: str, runs_dir: str, wall_time: float) -> dict | N
         "train_flops_vs_dense": s["train_flops_vs_dense"],
         "total_timesteps": s["total_timesteps"],
         "evaluations": s["evaluations"],
-        "wall_time_s": wall_time,
+        "wall_time_s": s["wall_time_s"],  # the script's own clock, which a resumed run carries over
         "run_dir": os.path.join(runs_dir, s["run_dir"]),
         "command": " ".join(command(run, rid)),
     }
@@ -237,7 +266,8 @@ def main() -> None:
 
     runs = expand(grid)
     done = finished_ids(opts.results)
-    todo = [(run, run_id(run)) for run in runs if run_id(run) not in done]
+    # seed by seed: a grid stopped part-way has the first seeds of every cell rather than every seed of the first cells
+    todo = sorted(((run, run_id(run)) for run in runs if run_id(run) not in done), key=lambda t: t[0]["seed"])
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already in {opts.results}, {len(todo)} to run")
     if opts.dry_run:
         for run, rid in todo:

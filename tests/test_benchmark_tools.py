@@ -1,8 +1,10 @@
 """benchmark/summarize.py on planted run summaries."""
 
+import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -318,3 +320,54 @@ def test_sparsity_plot_reads_tensorboard_logs(tmp_path):
         text=True,
     )
     assert failed.returncode != 0 and "no sparsity/" in failed.stderr
+
+
+def test_sweep_resumes_a_killed_run_from_its_checkpoint(tmp_path):
+    """A TD3 run killed after its first checkpoint and picked up by the next sweep ends with the same summary
+    (returns, weights, FLOPs, topology updates) as the same run left alone."""
+    flags = ["--scripts", "td3", "--envs", "InvertedPendulum-v5", "--methods", "set", "--sparsities", "0.8"]
+    flags += ["--seeds", "1", "--steps", "3000", "--workers", "1"]
+    extra = ["--extra", "--learning-starts", "200", "--batch-size", "32", "--hidden-width", "32"]
+    extra += ["--update-interval", "50", "--update-end", "2500", "--eval-frequency", "500", "--eval-episodes", "1"]
+    extra += ["--checkpoint-frequency", "500", "--checkpoint-buffer"]
+
+    def sweep(folder: str) -> list[str]:
+        return [
+            sys.executable,
+            os.path.join(ROOT, "benchmark", "sweep.py"),
+            *flags,
+            "--runs-dir",
+            str(tmp_path / folder),
+            "--results",
+            str(tmp_path / folder / "rows.jsonl"),
+            *extra,
+        ]
+
+    alone = subprocess.run(sweep("alone"), capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    # The same run, killed (the sweep and its training process) as soon as its first checkpoint is on disk.
+    killed = subprocess.Popen(
+        sweep("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while not glob.glob(str(tmp_path / "killed" / "runs" / "*" / "checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    (folder,) = glob.glob(str(tmp_path / "killed" / "runs" / "*"))
+    assert not os.path.exists(os.path.join(folder, "summary.json")), "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "rows.jsonl").exists()
+    resumed = subprocess.run(sweep("killed"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # resumed in the killed run's folder, not started again in a new one
+    assert glob.glob(str(tmp_path / "killed" / "runs" / "*")) == [folder]
+    log = next((tmp_path / "killed" / "logs").iterdir()).read_text()
+    assert "sweep: resuming from the checkpoint in" in log and "resumed" in log
+    (a,) = [json.loads(line) for line in (tmp_path / "alone" / "rows.jsonl").read_text().splitlines()]
+    (b,) = [json.loads(line) for line in (tmp_path / "killed" / "rows.jsonl").read_text().splitlines()]
+    assert a["id"] == b["id"]
+    for key in ("final_eval_return", "evaluations", "lca", "active_weights", "train_flops_vs_dense", "total_timesteps"):
+        assert a[key] == b[key], key
+    with open(os.path.join(a["run_dir"], "summary.json")) as f, open(os.path.join(b["run_dir"], "summary.json")) as g:
+        sa, sb = json.load(f), json.load(g)
+    assert sa["networks"] == sb["networks"] and sa["networks"]["actor"]["topology_updates"] > 0
