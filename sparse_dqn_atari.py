@@ -1,5 +1,20 @@
-# Docs and results: docs/dqn.md. DQN (Mnih et al. 2015) with sparse Q-networks, as in Graesser et al. (ICML 2022):
-# a Nature CNN on Atari under Dopamine's protocol, or a 2x512 MLP on classic control, with every sparse method.
+"""Sparse DQN, in one file.
+
+DQN (Mnih et al., Nature 2015) with a sparse Q-network trained from scratch, as in [G]: a Nature CNN on Atari under
+Dopamine's protocol (the default: Pong), or a 2x512 MLP on classic control. RigL at 90% sparsity (ERK) by default;
+static masks, SET and gradual magnitude pruning through --sparse-method.
+
+[G] Graesser, Evci, Elsen, Castro, "The State of Sparse Training in Deep Reinforcement Learning", ICML 2022
+    (code: google-research/rigl, rigl/rl);
+[S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
+    IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
+
+Map of the file: `Args` (every flag); the sparse-training section (masks, per-layer sparsities, sparsity-aware init, SET
+/ RigL / gradual pruning, FLOP counts, then checkpoints and run summaries; the same text in every script of this
+project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, the training
+loop; `__main__`. Results and every deviation from the papers: docs/dqn.md.
+"""
+
 import collections
 import copy
 import dataclasses
@@ -126,7 +141,7 @@ class Args:
     """gradient step at which gradual pruning reaches its target; None: Atari 80%, classic 75% of gradient steps"""
 
 
-# The two protocols of [G] (SPEC section 3). Atari: Dopamine's DQN with Adam; classic control: TF-Agents' DQN as in
+# The two protocols of [G] (its appendix). Atari: Dopamine's DQN with Adam; classic control: TF-Agents' DQN as in
 # rigl/rl/tfagents/configs/dqn_gym_*.gin. Step counts are agent steps; *_frac are fractions of the gradient steps.
 PROTOCOLS = {
     "atari": dict(
@@ -183,7 +198,8 @@ PROTOCOLS = {
 # The recipe: a network keeps dense weight tensors plus one float 0/1 mask per sparse layer. Inactive weights are
 # exactly zero and stay zero because their gradients are zeroed before every optimizer step (one elementwise op per
 # layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
-# masked. Formulas and conventions follow shared SPEC sections 1, 2 and 5 (RigL's and [G]'s code).
+# masked. The formulas below are written out in the docstrings; they follow RigL's code (Evci et al., ICML 2020) and
+# the sparse-RL code of [G] (google-research/rigl, rigl/rl), against which they are tested.
 SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
 SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
 DROP_SCHEDULES = ("cosine", "constant")
@@ -202,15 +218,18 @@ def active_count(numel: int, sparsity: float) -> int:
 def layer_sparsities(
     shapes: dict[str, tuple[int, ...]], sparsity: float, distribution: str, dense_layers: set[str] = frozenset()
 ) -> dict[str, float]:
-    """Per-layer sparsities giving one network the overall `sparsity` (SPEC section 2).
+    """Per-layer sparsities giving one network the overall `sparsity`.
 
-    uniform: every sparse layer gets `sparsity`. er / erk: density = eps * p_l with p_l = sum(shape) / prod(shape)
-    (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps solved so the network keeps
-    (1 - sparsity) of its weights; layers in `dense_layers` are dense and spend part of that budget. When eps * p_l
-    would exceed 1, the layers with the largest p_l become dense and eps is solved again.
+    The budget is the same for every distribution: the network has sum_l floor(sparsity * n_l) zeros (n_l: weights
+    of layer l), and layers in `dense_layers` are dense and spend part of it, so the other layers make up their zeros.
+    uniform: every sparse layer gets the same sparsity (with dense layers, the zeros they keep are shared by the
+    sparse layers in proportion to their size, a leftover zero each to the largest). er / erk: density = eps * p_l with
+    p_l = sum(shape) / prod(shape) (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps
+    solved so the network keeps its budget. When eps * p_l would exceed 1, the layers with the largest p_l become dense
+    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise ValueError when the budget cannot be met.
     """
     if distribution == "uniform":
-        return {name: 0.0 if name in dense_layers else sparsity for name in shapes}
+        return _uniform_sparsities(shapes, sparsity, set(dense_layers))
     dense = set(dense_layers)
     eps, raw = 0.0, {}
     while True:
@@ -235,6 +254,30 @@ def layer_sparsities(
             break
         dense |= {name for name, p in raw.items() if p == p_max}
     return {name: 0.0 if name in dense else 1.0 - eps * raw[name] for name in shapes}
+
+
+def _uniform_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, dense: set[str]) -> dict[str, float]:
+    """uniform: `sparsity` in every layer; with dense layers, the same total number of zeros as without them."""
+    if not dense:
+        return dict.fromkeys(shapes, sparsity)
+    numel = {name: math.prod(shape) for name, shape in shapes.items()}
+    budget = sum(math.floor(sparsity * n) for n in numel.values())
+    sparse = sorted((name for name in shapes if name not in dense), key=lambda name: -numel[name])
+    room = sum(numel[name] for name in sparse)
+    if budget >= room:  # a layer left with no weight at all is not a sparse layer
+        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+    zeros = {name: budget * numel[name] // room for name in sparse}
+    for name in sparse[: budget - sum(zeros.values())]:  # fewer leftover zeros than sparse layers
+        zeros[name] += 1
+    if any(zeros[name] >= numel[name] for name in sparse):
+        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+    out = dict.fromkeys(shapes, 0.0)
+    for name in sparse:
+        s = zeros[name] / numel[name]
+        if math.floor(s * numel[name]) < zeros[name]:  # the float fell just below: step up to the next float
+            s = math.nextafter(s, 1.0)
+        out[name] = s
+    return out
 
 
 def random_mask(shape: tuple[int, ...], sparsity: float) -> torch.Tensor:
@@ -350,7 +393,12 @@ class SparseNetwork:
         with torch.no_grad():
             for name, layer in self.layers.items():
                 if self.target_sparsity[name] == 0.0:
-                    continue  # dense layer: no mask, no extra work
+                    # dense layer: no mask, no extra work. [G] re-initializes every layer it wraps, so with
+                    # sparsity-aware init a dense layer gets plain Glorot uniform (an all-ones mask); otherwise a
+                    # network's init would depend on which layers the distribution happened to leave dense.
+                    if sparsity_aware_init:
+                        sparse_init_(layer.weight, torch.ones_like(layer.weight))
+                    continue
                 w = layer.weight
                 # prune starts dense and removes weights; the other methods start at their final sparsity
                 mask = torch.ones_like(w) if method == "prune" else random_mask(w.shape, self.target_sparsity[name])
@@ -395,8 +443,9 @@ class SparseNetwork:
             torch._foreach_mul_(self._weights if weights is None else weights, self._mask_list)
 
     def forward_flops(self, dense: bool = False) -> float:
-        """Inference FLOPs per sample (SPEC section 5): per output position, nnz(W) multiplies, nnz(W) - n_out adds,
-        n_out bias adds and n_out activation FLOPs (no activation counted after the last layer)."""
+        """Inference FLOPs per sample, counted as [G] does (MicroNet's rules): per output position, nnz(W) multiplies,
+        nnz(W) - n_out adds, n_out bias adds and n_out activation FLOPs (no activation counted after the last layer).
+        A training step costs 3x the forward FLOPs (forward, gradient of the input, gradient of the weights)."""
         total = 0.0
         last = list(self.layers)[-1]
         for name, layer in self.layers.items():
@@ -421,17 +470,16 @@ class SparseNetwork:
         self.step += 1
         updated = False
         if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
-            self._drop_and_grow(optimizer)
-            updated = True
+            updated = self._drop_and_grow(optimizer)
         elif (
             self.method == "prune"
             and self.masks
             and (self._due(self.prune_start, self.prune_end) or self.step == self.prune_end)
         ):
-            self._prune(optimizer)
-            updated = True
+            updated = self._prune(optimizer)
         if self.method == "rigl" and self.step <= self.update_end:
-            # RigL's dense gradient every Delta T steps, spread over the steps (SPEC section 5)
+            # RigL also needs the dense gradient on its update steps: one in Delta T + 1 steps costs
+            # 2 * sparse + dense forward FLOPs instead of 3 * sparse (RigL's and [G]'s accounting)
             dt = self.update_interval
             step_flops = (3 * self.flops * dt + 2 * self.flops + self.dense_flops) / (dt + 1)
         else:
@@ -442,10 +490,12 @@ class SparseNetwork:
             torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
         return updated
 
-    def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> None:
+    def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> bool:
         """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
         Growth is random (set) or by the largest |dense gradient| of the current minibatch (rigl)."""
         fraction = drop_fraction_at(self.step, self.drop_fraction, self.update_end, self.drop_schedule)
+        if all(math.floor(fraction * self._nnz[name]) == 0 for name in self.masks):
+            return False  # nothing to drop (the cosine schedule ends at 0): not an update, as in RigL's code
         new_masks = {}
         for name, mask in self.masks.items():
             w = self.layers[name].weight
@@ -468,18 +518,27 @@ class SparseNetwork:
             kept[torch.topk(grow_score, k).indices] = True
             new_masks[name] = kept.view_as(w)
         self._set_masks(new_masks, optimizer)
+        return True
 
-    def _prune(self, optimizer: torch.optim.Optimizer) -> None:
-        """Gradual magnitude pruning: each layer keeps its top-|w| weights for its scheduled sparsity."""
+    def _prune(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Gradual magnitude pruning: each layer keeps its top-|w| weights for its scheduled sparsity. A step that
+        would remove nothing (the schedule is 0 at prune_start) is not an update."""
+        scheduled = {
+            name: pruning_sparsity_at(self.step, self.target_sparsity[name], self.prune_start, self.prune_end)
+            for name in self.masks
+        }
+        if all(active_count(m.numel(), scheduled[name]) == self._nnz[name] for name, m in self.masks.items()):
+            return False
         new_masks = {}
         for name, mask in self.masks.items():
             w = self.layers[name].weight
-            s = pruning_sparsity_at(self.step, self.target_sparsity[name], self.prune_start, self.prune_end)
+            s = scheduled[name]
             score = torch.where(mask.bool(), w.abs(), -1.0).flatten()  # pruned weights never come back
             keep = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
             keep[torch.topk(score, active_count(w.numel(), s)).indices] = True
             new_masks[name] = keep.view_as(w)
         self._set_masks(new_masks, optimizer)
+        return True
 
     def _set_masks(self, new_masks: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
         """Install new boolean masks: dropped and newly grown weights restart at 0 with zeroed optimizer state."""

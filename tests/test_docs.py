@@ -28,3 +28,13 @@ def test_relative_links_resolve() -> None:
             if target and not os.path.exists(os.path.join(os.path.dirname(path), target)):
                 broken.append(f"{os.path.relpath(path, ROOT)} -> {target}")
     assert not broken, broken
+
+
+def test_scripts_stand_alone():
+    # A copied script must not send its reader to a file they do not have, and must say what [G] and [S] are.
+    for path in glob.glob(os.path.join(ROOT, "sparse_*.py")):
+        text = open(path, encoding="utf-8").read()
+        assert "SPEC" not in text, f"{os.path.basename(path)} cites SPEC, which its users do not have"
+        header = text.split('"""', 2)[1]
+        assert "[G] Graesser, Evci, Elsen, Castro" in header and "The State of Sparse Training" in header
+        assert "[S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone" in header and "Map of the file" in header

@@ -170,10 +170,11 @@ def test_short_run_per_method(setting, method, tmp_path, monkeypatch):
     net = summary["networks"]["q_network"]
     ratio = net["active_weights"] / net["total_weights"]
     assert ratio == 1.0 if method == "dense" else ratio == pytest.approx(0.1, abs=0.001)
-    # updates every Delta T within the window. cartpole: set/rigl 50, 100, ..., 400 (8), prune 100, ..., 400 (7);
-    # pong: 10, 20, 30, 40 (4) for all three
-    expected = {"dense": 0, "static": 0, "prune": 7 if setting == "cartpole" else 4}.get(method)
-    expected = expected if expected is not None else (8 if setting == "cartpole" else 4)
+    # updates every Delta T within the window, except the no-ops at its ends (the cosine drop fraction is 0 at
+    # update_end, the pruning schedule is 0 at prune_start). cartpole: set/rigl 50, ..., 350 (7), prune 150, ..., 400
+    # (6); pong: set/rigl 10, 20, 30 and prune 20, 30, 40 (3)
+    expected = {"dense": 0, "static": 0, "prune": 6 if setting == "cartpole" else 3}.get(method)
+    expected = expected if expected is not None else (7 if setting == "cartpole" else 3)
     assert net["topology_updates"] == expected
     if setting == "pong":
         assert summary["evaluations"][-1][1] >= -21  # at most 200 steps: the evaluation episode is truncated

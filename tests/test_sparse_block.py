@@ -47,7 +47,7 @@ def train_steps(net: nn.Module, sparse: SparseNetwork, opt: torch.optim.Optimize
             check()
 
 
-# --- sparsity distributions (SPEC section 2) ---
+# --- sparsity distributions ---
 
 NATURE_CNN = {"c1": (32, 4, 8, 8), "c2": (64, 32, 4, 4), "c3": (64, 64, 3, 3), "f1": (512, 3136), "f2": (18, 512)}
 
@@ -95,8 +95,44 @@ def test_er_conv_uses_channel_dims_only():
         assert abs(kept - budget) <= len(NATURE_CNN)
 
 
+def zeros_of(shapes: dict, sparsities: dict) -> int:
+    return sum(math.prod(shapes[n]) - active_count(math.prod(shapes[n]), s) for n, s in sparsities.items())
+
+
+@pytest.mark.parametrize(
+    ("dims", "dense_first", "dense_output"),
+    [((17, 256, 256, 12), True, False), ((11, 256, 256, 3), True, True), ((17, 256, 256, 6), False, True)],
+)
+def test_uniform_with_dense_layers_spends_the_whole_budget(dims, dense_first, dense_output):
+    # A 17-256-256-12 network at 0.9 with a dense first layer used to end 0.846 sparse: the dense layer's zeros were
+    # dropped instead of moved to the sparse layers. Now uniform has exactly the zeros it has without dense layers.
+    shapes = {f"l{i}": (dims[i + 1], dims[i]) for i in range(len(dims) - 1)}
+    names = list(shapes)
+    dense = ({names[0]} if dense_first else set()) | ({names[-1]} if dense_output else set())
+    budget = sum(math.floor(0.9 * math.prod(shape)) for shape in shapes.values())
+    spread = layer_sparsities(shapes, 0.9, "uniform", dense)
+    assert zeros_of(shapes, spread) == budget
+    assert all(spread[n] == 0.0 for n in dense)
+    sparse = [spread[n] for n in names if n not in dense]
+    assert max(sparse) - min(sparse) < 1e-3  # the same sparsity in every sparse layer, up to one weight
+    torch.manual_seed(0)
+    _, net = sparse_mlp(
+        dims,
+        method="static",
+        sparsity=0.9,
+        distribution="uniform",
+        dense_first_layer=dense_first,
+        dense_output_layer=dense_output,
+    )
+    assert net.total_weights() - net.active_weights() == budget
+    assert layer_sparsities(shapes, 0.9, "uniform") == dict.fromkeys(names, 0.9)  # without dense layers: unchanged
+
+
 def test_uniform_and_unreachable_sparsity():
-    assert layer_sparsities({"a": (4, 4), "b": (2, 4)}, 0.8, "uniform", {"b"}) == {"a": 0.8, "b": 0.0}
+    # 18 zeros to make (12 + 6) but the sparse layer has 16 weights
+    with pytest.raises(ValueError, match="cannot be reached"):
+        layer_sparsities({"a": (4, 4), "b": (2, 4)}, 0.8, "uniform", {"b"})
+    assert layer_sparsities({"a": (4, 4), "b": (2, 4)}, 0.5, "uniform", {"b"}) == {"a": 0.75, "b": 0.0}
     with pytest.raises(ValueError, match="cannot be reached"):
         layer_sparsities({"a": (20, 10), "b": (5, 20)}, 0.5, "er", {"a"})
 
@@ -137,7 +173,72 @@ def test_sparsity_aware_init_hand_computed_limits():
     assert limits[1, 0] <= math.sqrt(3 / 2) and limits[1, 0] > 0.95 * math.sqrt(3 / 2)
 
 
-# --- schedules (SPEC section 1) ---
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.95])
+def test_sparsity_aware_init_gives_every_dense_layer_glorot(sparsity):
+    # A PPO-like actor whose head starts at 0.01 scale (CleanRL's init). ERK leaves the head dense at 0.5 and masks
+    # it at 0.9: with sparsity-aware init, every layer must start at Glorot scale either way, as in [G].
+    torch.manual_seed(0)
+    net = mlp(17, 64, 64, 6)
+    with torch.no_grad():
+        net[-1].weight.mul_(0.01)
+    method = "dense" if sparsity == 0.0 else "static"
+    sparse = SparseNetwork(
+        net,
+        (torch.zeros(1, 17),),
+        batch_size=8,
+        method=method,
+        sparsity=sparsity,
+        distribution="erk",
+        sparsity_aware_init=True,
+    )
+    densified = [name for name, s in sparse.target_sparsity.items() if s == 0.0]
+    assert (sparsity in (0.0, 0.5)) == ("4" in densified)  # the head: dense at 0 and 0.5 only
+    for name in densified:
+        w = sparse.layers[name].weight.detach()
+        limit = math.sqrt(6 / (w.shape[0] + w.shape[1]))  # Glorot uniform
+        assert w.abs().max() <= limit
+        assert float(w.std()) == pytest.approx(limit / math.sqrt(3), rel=0.15)
+    # without sparsity-aware init a dense layer keeps the network's own init
+    torch.manual_seed(0)
+    net = mlp(17, 64, 64, 6)
+    head = net[-1].weight.detach().clone()
+    SparseNetwork(net, (torch.zeros(1, 17),), batch_size=8, method="static", sparsity=0.5, distribution="erk")
+    assert torch.equal(net[-1].weight, head)
+
+
+def test_no_op_updates_are_not_counted():
+    # cosine drop fraction is 0 at update_end (k = 0 everywhere): not a topology update
+    torch.manual_seed(0)
+    net, sparse = sparse_mlp(
+        (6, 32, 3),
+        method="set",
+        sparsity=0.8,
+        update_interval=5,
+        update_end=10,
+        drop_fraction=0.3,
+        drop_schedule="cosine",
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    train_steps(net, sparse, opt, 9)
+    assert sparse.updates == 1
+    change, masks = sparse.last_mask_change, {n: m.clone() for n, m in sparse.masks.items()}
+    loss = net(torch.randn(16, 6)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    state = copy.deepcopy(opt.state_dict())
+    assert sparse.prepare_step(opt) is False  # step 10 = update_end
+    assert sparse.updates == 1 and sparse.last_mask_change == change
+    assert all(torch.equal(m, masks[n]) for n, m in sparse.masks.items())
+    after = opt.state_dict()["state"]
+    assert all(torch.equal(after[i][k], v) for i, s in state["state"].items() for k, v in s.items())
+    # gradual pruning at prune_start: the schedule is 0, nothing is removed
+    net, prune = sparse_mlp((6, 32, 3), method="prune", sparsity=0.8, update_interval=5, prune_start=5, prune_end=15)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    train_steps(net, prune, opt, 15)
+    assert prune.updates == 2  # steps 10 and 15, not 5
+
+
+# --- schedules ---
 
 
 def test_drop_fraction_schedules():
@@ -282,7 +383,8 @@ def test_pruning_follows_cubic_schedule(prune_end):
         loss.backward()
         updated = sparse.prepare_step(opt)
         opt.step()
-        assert updated == (10 <= step <= prune_end and (step % 10 == 0 or step == prune_end))
+        # step 10 is prune_start, where the schedule is 0: nothing to prune, so not an update
+        assert updated == (10 < step <= prune_end and (step % 10 == 0 or step == prune_end))
         s = pruning_sparsity_at(step, 0.9, 10, prune_end)
         for name, mask in sparse.masks.items():
             numel = mask.numel()
@@ -308,7 +410,7 @@ def test_target_copy_kept_as_sparse():
         assert (w[mask == 0] == 0).all() and torch.equal(w[mask == 1], b[mask == 1])
 
 
-# --- cost accounting (SPEC section 5) ---
+# --- cost accounting ---
 
 
 def test_linear_flops_hand_count():
