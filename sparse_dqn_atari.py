@@ -107,6 +107,9 @@ class Args:
     """episodes per evaluation; None: Atari 10, classic 20"""
     hidden_width: int | None = None
     """units of the MLP's hidden layers, or of the CNN's fully connected layer; None: 512"""
+    cnn_padding: Literal["same", "valid"] = "same"
+    """padding of the Atari CNN's conv layers: same (TF's 'SAME': Dopamine's network, which [G] trained; fc1 7744x512,
+    4.05M weights on Pong) or valid (CleanRL's: fc1 3136x512, 1.69M weights on Pong); see docs/dqn.md"""
     max_episode_steps: int | None = None
     """agent steps after which an episode is truncated; None: Atari 27000 (108k frames, as Dopamine), classic: env's"""
 
@@ -1036,22 +1039,58 @@ def make_env(
     return thunk
 
 
-class QNetwork(nn.Module):
-    """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation."""
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF's 'SAME' padding of one spatial dimension: (before, after) zeros so the output has ceil(size / stride)
+    positions. TF puts the odd pixel of an odd total after (bottom/right), which torch's symmetric padding cannot."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
-    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, width: int, atari: bool) -> None:
+
+class PaddedConv2d(nn.Conv2d):
+    """A Conv2d that zero-pads its input by (left, right, top, bottom) first. A subclass rather than a ZeroPad2d
+    module before the conv, so the layers keep the names and indices (network.0, network.2, ...) of the unpadded
+    network: logs and masks of the two paddings line up."""
+
+    def __init__(self, *args, pad: tuple[int, int, int, int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
+class QNetwork(nn.Module):
+    """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation.
+
+    The CNN is Dopamine's (conv 8x8/4 -> 32, 4x4/2 -> 64, 3x3/1 -> 64, then `width` units) with `padding` "same":
+    TF's 'SAME' padding, so 84x84 inputs give 21x21, 11x11 and 11x11 feature maps and fc1 is 7744 x 512, the
+    network [G] trained. "valid" is CleanRL's and the Nature paper's: 20x20, 9x9, 7x7 and fc1 3136 x 512."""
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], n_actions: int, width: int, atari: bool, padding: str = "same"
+    ) -> None:
         super().__init__()
         self.atari = atari
         if atari:
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+            layers: list[nn.Module] = []
+            channels, height, width_px = obs_shape
+            for out_channels, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+                if padding == "same":
+                    top, bottom = same_padding(height, kernel, stride)
+                    left, right = same_padding(width_px, kernel, stride)
+                    conv = PaddedConv2d(channels, out_channels, kernel, stride=stride, pad=(left, right, top, bottom))
+                    height, width_px = math.ceil(height / stride), math.ceil(width_px / stride)
+                else:
+                    conv = nn.Conv2d(channels, out_channels, kernel, stride=stride)
+                    height, width_px = (height - kernel) // stride + 1, (width_px - kernel) // stride + 1
+                layers += [conv, nn.ReLU()]
+                channels = out_channels
             self.network = nn.Sequential(
-                nn.Conv2d(obs_shape[0], 32, 8, stride=4),
-                nn.ReLU(),
-                nn.Conv2d(32, 64, 4, stride=2),
-                nn.ReLU(),
-                nn.Conv2d(64, 64, 3, stride=1),
-                nn.ReLU(),
+                *layers,
                 nn.Flatten(),
-                nn.Linear(3136, width),
+                nn.Linear(channels * height * width_px, width),
                 nn.ReLU(),
                 nn.Linear(width, n_actions),
             )
@@ -1295,7 +1334,7 @@ def train(args: Args) -> dict:
     obs_shape = (stack, *frame_shape) if atari else frame_shape
     n_actions = int(envs.single_action_space.n)
 
-    q_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari).to(device)
+    q_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari, args.cnn_padding).to(device)
     try:
         sparse = SparseNetwork(
             q_network,
@@ -1320,7 +1359,7 @@ def train(args: Args) -> dict:
     sparse_nets = {"q_network": sparse}
     # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
     optimizer = torch.optim.Adam(weight_decay_groups([q_network], c["weight_decay"]), lr=c["learning_rate"], fused=True)
-    target_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari).to(device)
+    target_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari, args.cnn_padding).to(device)
     target_network.load_state_dict(q_network.state_dict())  # a copy of the masked network: exactly as sparse
 
     obs_dtype = np.uint8 if atari else np.float32

@@ -133,6 +133,81 @@ def test_sticky_actions():
     assert wrapper.last_action == 3
 
 
+# Dopamine's Nature CNN, the network [G] trained, on 84x84x4 frames with TF 'SAME' padding; and CleanRL's, which
+# pads 'valid'. Conv weights 8*8*4*32 + 4*4*32*64 + 3*3*64*64 = 77,824; fc1 7744*512 = 3,964,928 (valid: 3136*512 =
+# 1,605,632); the output layer 512 * actions.
+CNNS = {
+    "same": dict(fc1_in=7744, maps=[21, 11, 11], total={6: 4_045_824, 18: 4_051_968}),
+    "valid": dict(fc1_in=3136, maps=[20, 9, 7], total={6: 1_686_528, 18: 1_692_672}),
+}
+
+
+def conv_maps(q: torch.nn.Module) -> list[tuple[int, ...]]:
+    """The (channels, height, width) each conv layer of `q` outputs for one 84x84x4 input."""
+    out = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: out.append(tuple(o.shape[1:])))
+        for m in q.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    q(torch.zeros(1, 4, 84, 84))
+    for hook in hooks:
+        hook.remove()
+    return out
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("n_actions", [6, 18])
+def test_atari_cnn_layer_shapes_and_weight_count(padding, n_actions):
+    cnn = CNNS[padding]
+    q = dqn.QNetwork((4, 84, 84), n_actions, 512, True, padding)
+    shapes = [tuple(m.weight.shape) for m in dqn.maskable_layers(q).values()]
+    fc1 = (512, cnn["fc1_in"])
+    assert shapes == [(32, 4, 8, 8), (64, 32, 4, 4), (64, 64, 3, 3), fc1, (n_actions, 512)]
+    assert sum(m.weight.numel() for m in dqn.maskable_layers(q).values()) == cnn["total"][n_actions]
+    assert conv_maps(q) == [(c, n, n) for c, n in zip([32, 64, 64], cnn["maps"])]
+    # the layers keep their names whatever the padding, so logs (sparsity/q_network/density/network.7) line up
+    assert list(dqn.maskable_layers(q)) == ["network.0", "network.2", "network.4", "network.7", "network.9"]
+    assert q(torch.zeros(3, 4, 84, 84)).shape == (3, n_actions)
+
+
+def test_dopamine_cnn_is_the_default_and_pads_like_tensorflow():
+    assert dqn.Args().cnn_padding == "same"
+    q = dqn.QNetwork((4, 84, 84), 6, 512, True)
+    assert tuple(q.network[7].weight.shape) == (512, 7744)
+    # TF 'SAME': total padding (ceil(in / stride) - 1) * stride + kernel - in, the odd pixel at the bottom/right
+    assert [q.network[i].pad for i in (0, 2, 4)] == [(2, 2, 2, 2), (1, 2, 1, 2), (1, 1, 1, 1)]
+    assert dqn.same_padding(21, 4, 2) == (1, 2) and dqn.same_padding(84, 8, 4) == (2, 2)
+    # the second conv on 21x21 ones with unit weights: output (0, 0) sees rows and columns -1..2 (3x3 of them are
+    # inside), output (10, 10) sees 19..22 (2x2 inside); symmetric padding could not give 11 outputs
+    conv = q.network[2]
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+        out = conv(torch.ones(1, 32, 21, 21))
+    assert out.shape == (1, 64, 11, 11)
+    assert out[0, 0, 0, 0] == 9 * 32 and out[0, 0, 10, 10] == 4 * 32 and out[0, 0, 5, 5] == 16 * 32
+
+
+@pytest.mark.parametrize(
+    "sparsity, expected",
+    [(0.9, [0.706, 0.853, 0.832, 0.904, 0.0]), (0.99, [0.972, 0.986, 0.984, 0.991, 0.743])],
+)
+def test_erk_of_dopamine_cnn_matches_rigl(sparsity, expected):
+    """Check values from rigl's ERK for Dopamine's network (18 actions, every layer sparse); at 90% ERK makes the
+    output layer dense."""
+    q = dqn.QNetwork((4, 84, 84), 18, 512, True)
+    shapes = {name: tuple(m.weight.shape) for name, m in dqn.maskable_layers(q).items()}
+    got = dqn.layer_sparsities(shapes, sparsity, "erk")
+    assert [round(s, 3) for s in got.values()] == pytest.approx(expected, abs=1e-9)
+    # what a run builds with the default flags (no dense first or output layer)
+    args = dqn.Args()
+    assert not args.dense_first_layer and not args.dense_output_layer and args.sparsity_distribution == "erk"
+    sparse = dqn.SparseNetwork(q, (torch.zeros(1, 4, 84, 84),), batch_size=32, method="rigl", sparsity=sparsity)
+    assert sparse.target_sparsity == got
+    assert sparse.active_weights() / sparse.total_weights() == pytest.approx(1 - sparsity, abs=1e-4)
+
+
 CARTPOLE = dict(
     env_id="CartPole-v1",
     total_timesteps=600,
@@ -180,6 +255,36 @@ def test_short_run_per_method(setting, method, tmp_path, monkeypatch):
         assert summary["evaluations"][-1][1] >= -21  # at most 200 steps: the evaluation episode is truncated
         assert summary["settings"]["weight_decay"] == 0.0 and summary["settings"]["loss"] == "huber"
         assert summary["settings"]["sparsity_aware_init"] == (method != "prune")
+        assert net["total_weights"] == CNNS["same"]["total"][6]  # Dopamine's network by default (Pong: 6 actions)
+
+
+def test_valid_padding_run_and_checkpoints_of_the_old_network(tmp_path, monkeypatch, capsys):
+    """--cnn-padding valid trains CleanRL's network. A checkpoint written before the flag existed (a 'valid' network,
+    no cnn_padding among its args) is refused by the default network with the one-line error, and resumes when
+    --cnn-padding valid is given."""
+    monkeypatch.chdir(tmp_path)
+    settings = dict(PONG, sparse_method="rigl", cnn_padding="valid", checkpoint_frequency=200, save_model=True)
+    summary = dqn.train(dqn.Args(**settings))
+    net = summary["networks"]["q_network"]
+    assert net["total_weights"] == CNNS["valid"]["total"][6] and net["topology_updates"] == 4
+    ckpt = torch.load(summary["model_path"], weights_only=False)
+    q = dqn.QNetwork(ckpt["obs_shape"], ckpt["n_actions"], 512, ckpt["atari"], ckpt["args"]["cnn_padding"])
+    q.load_state_dict(ckpt["q_network"])
+    assert tuple(q.network[7].weight.shape) == (512, 3136)
+
+    checkpoint = torch.load(os.path.join(summary["run_dir"], "checkpoint.pt"), weights_only=False)
+    del checkpoint["args"]["cnn_padding"]  # as the script wrote them before --cnn-padding
+    old = str(tmp_path / "old.pt")
+    torch.save(checkpoint, old)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        dqn.train(dqn.Args(resume=old))
+    message = str(e.value.code)
+    assert message.startswith("error: the checkpoint does not match this run's networks") and "\n" not in message
+    assert "Traceback" not in capsys.readouterr().err
+    resumed = dqn.train(dqn.Args(resume=old, cnn_padding="valid"))
+    assert resumed["networks"]["q_network"]["total_weights"] == CNNS["valid"]["total"][6]
+    assert [step for step, _ in resumed["evaluations"]] == [300]
 
 
 def test_same_seed_same_results_and_saved_model(tmp_path, monkeypatch):
