@@ -692,8 +692,8 @@ def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, t
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
     if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder
-        run_name = os.path.basename(os.path.normpath(run_dir))
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
     # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
     # the same result only at the same thread count: the count is a setting of the run, one by default.
     torch.set_num_threads(args.torch_threads)

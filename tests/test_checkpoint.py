@@ -410,6 +410,17 @@ def test_a_checkpoint_copied_out_of_its_folder_continues_its_own_run(tmp_path, m
     assert sorted(os.listdir(tmp_path / "elsewhere")) == ["checkpoint.pt", "lost.pt"]
 
 
+def test_resuming_from_inside_the_run_folder_keeps_the_run_and_its_name(tmp_path, monkeypatch):
+    td3 = importlib.import_module("sparse_td3_continuous")
+    folder = tmp_path / "Env-v0__stopped__set__1__123"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    checkpoint = {"run_dir": "runs/Env-v0__stopped__set__1__123", "run_dir_abs": "/nowhere"}
+    assert td3.checkpoint_run_dir("checkpoint.pt", checkpoint) == "."
+    run_name, run_dir, _ = td3.start_run(td3.Args(), {"run_dir": "."})
+    assert (run_name, run_dir) == ("Env-v0__stopped__set__1__123", ".")  # the name, hence the wandb id, is kept
+
+
 @pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "CartPole-v1", "HalfCheetah-v5"])
 def test_env_state_round_trip_continues_identically(env_id):
     """A fresh env given a saved state continues exactly as the original: physics, emulator, sticky actions, RNGs,
