@@ -50,6 +50,9 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
+    torch_threads: int = 1
+    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
+    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -672,22 +675,102 @@ def fail(message: str) -> NoReturn:
     sys.exit(f"error: {message}")
 
 
-def start_run(
-    args: object, settings: dict, checkpoint: dict | None = None
-) -> tuple[str, str, SummaryWriter, torch.device]:
-    """Name the run, open its tensorboard writer (and wandb with --track), record every argument and resolved
-    setting, seed python, numpy and torch, and pick the device. Returns (run_name, run_dir, writer, device).
-    Resuming from `checkpoint` reopens its run folder; tensorboard drops what was logged after the checkpoint."""
+def command_line_flags(argv: list[str]) -> set[str]:
+    """The argument names written on a command line: `--total-timesteps 5` and `--total-timesteps=5` give
+    total_timesteps, a boolean's `--no-cuda` gives cuda (and no_cuda)."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names |= {name, name[3:]} if name.startswith("no_") else {name}
+    return names
+
+
+def quiet_mujoco() -> None:
+    """Send MuJoCo's warnings to stderr instead of its default handler, which also appends them to MUJOCO_LOG.TXT in
+    the working directory, and drop one: MuJoCo >= 4 deprecates the `settotalmass` attribute that gymnasium's own
+    HalfCheetah model uses, and says so on every environment made (the model still loads as before)."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def warn(message: str) -> None:
+        if "settotalmass" not in message:
+            print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+
+
+def is_atari_id(env_id: str) -> bool:
+    """Whether `env_id` is one of ale-py's Atari games, registered or not: only the DQN script imports ale-py, which
+    registers them, so an id unknown here is looked up after importing it."""
+    try:
+        if env_id not in gym.registry:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        return "ale_py" in str(gym.spec(env_id).entry_point)
+    except (ImportError, gym.error.Error):
+        return False
+
+
+def note_if_no_topology_updates(
+    method: str, start: int, end: int, interval: int, grad_steps: int, default_end: str
+) -> None:
+    """Print a note when set or rigl would never update a mask: no update step (start, start + interval, ..., from
+    step 1 on) falls inside both the update window [start, end] and the run's gradient steps."""
+    first = start if start >= 1 else interval
+    if method in ("set", "rigl") and first > min(end, grad_steps):
+        print(
+            f"note: no topology updates happen: {method} updates masks every {interval} gradient steps from step "
+            f"{start} to {end} (--update-start, --update-end; default end: {default_end}), and this run takes "
+            f"{grad_steps} gradient steps"
+        )
+
+
+def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
+    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
+    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
+    creates the run's folder once every check that can refuse the run has passed."""
+    if args.torch_threads < 1:
+        fail(f"--torch-threads must be at least 1, got {args.torch_threads}")
     env_name = args.env_id.replace("/", "_")
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
     if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]
-        run_name = os.path.basename(os.path.normpath(run_dir))
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
+    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
+    # the same result only at the same thread count: the count is a setting of the run, one by default.
+    torch.set_num_threads(args.torch_threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, device
+
+
+def open_logs(
+    args: object,
+    settings: dict,
+    run_name: str,
+    run_dir: str,
+    purge_step: int | None = None,
+    evaluations: list[tuple[int, float]] = (),
+) -> SummaryWriter:
+    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
+    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
+
+    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
+    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
+    and would be dropped with the rest, so they are logged again."""
     config = {**vars(args), **settings}
     if args.track:
         import wandb
 
+        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
         wandb.init(
             project=args.wandb_project_name,
             entity=args.wandb_entity,
@@ -699,16 +782,100 @@ def start_run(
             monitor_gym=True,
             save_code=True,
         )
-    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"])
-    table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-    if checkpoint is None:
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+    writer = SummaryWriter(run_dir, purge_step=purge_step)
+    if purge_step is None:
+        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
         writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    return run_name, run_dir, writer, device
+    else:
+        for step, value in evaluations:
+            if step >= purge_step:
+                writer.add_scalar("eval/episodic_return", value, step)
+    return writer
+
+
+def print_plan(
+    run_dir: str,
+    total: int,
+    warmup: int,
+    eval_frequency: int,
+    eval_episodes: int,
+    checkpoint_frequency: int,
+    step: int = 0,
+) -> None:
+    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
+    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
+    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
+    if warmup > step:
+        plan += f"; random actions until step {warmup:,}, learning after that"
+    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
+    if checkpoint_frequency:
+        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
+    else:
+        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
+    print(f"plan: {plan}")
+
+
+def duration(seconds: float) -> str:
+    """A duration for people: 45s, 12m05s, 3h07m."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    return f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Progress:
+    """A long run's progress lines, one every `every_s` seconds and one per evaluation: steps done of the total, the
+    speed of the learning phase (random warm-up and evaluations excluded, so it is the speed that decides when the
+    run ends) and an estimate of the time left. Speeds are measured in this process only."""
+
+    def __init__(self, total: int, warmup: int, eval_frequency: int, step: int = 0, every_s: float = 60.0) -> None:
+        self.total, self.warmup, self.eval_frequency, self.every_s = total, warmup, eval_frequency, every_s
+        self.step, self.mark = step, time.time()
+        self.next_print = self.mark + every_s
+        self.steps = {"warm-up": 0, "learning": 0}
+        self.seconds = {"warm-up": 0.0, "learning": 0.0}
+        self.eval_seconds, self.evals = 0.0, 0
+
+    def update(self, step: int, eval_return: float | None = None, eval_seconds: float = 0.0) -> None:
+        """`step` steps are done (and, with `eval_return`, an evaluation that took `eval_seconds`): count the time
+        since the last call towards the phase of these steps, and print a line if one is due or an evaluation ran."""
+        now = time.time()
+        phase = "learning" if step > self.warmup else "warm-up"
+        self.seconds[phase] += now - self.mark - eval_seconds
+        self.steps[phase] += step - self.step
+        self.step, self.mark = step, now
+        if eval_return is not None:
+            self.eval_seconds, self.evals = self.eval_seconds + eval_seconds, self.evals + 1
+        if eval_return is not None or now >= self.next_print:
+            self.next_print = now + self.every_s
+            print(self.line(eval_return))
+
+    def speed(self, phase: str) -> float | None:
+        return self.steps[phase] / self.seconds[phase] if self.steps[phase] and self.seconds[phase] > 0 else None
+
+    def line(self, eval_return: float | None = None) -> str:
+        parts = [f"step {self.step:,}/{self.total:,} ({self.step / self.total:.1%})"]
+        if eval_return is not None:
+            parts.append(f"evaluation return {eval_return:.1f}")
+        warm, learn = self.speed("warm-up"), self.speed("learning")
+        if self.step < self.warmup:
+            parts.append(f"random warm-up until step {self.warmup:,}" + (f" at {warm:,.0f} steps/s" if warm else ""))
+        if learn is not None:
+            parts.append(f"learning at {learn:,.0f} steps/s")
+        if self.step < self.total:
+            if learn is None:
+                parts.append("time left: estimated once learning has started")
+            else:
+                left = (self.total - max(self.step, self.warmup)) / learn
+                if self.step < self.warmup and warm:
+                    left += (self.warmup - self.step) / warm
+                if self.evals:
+                    left += math.ceil((self.total - self.step) / self.eval_frequency) * self.eval_seconds / self.evals
+                parts.append(f"about {duration(left)} left")
+        return " | ".join(parts)
 
 
 # Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
@@ -789,12 +956,14 @@ def make_checkpoint(
     loop: dict,
 ) -> dict:
     """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
-    counters, the training env's state, every RNG, and `loop`, the training loop's own variables."""
+    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
+    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
     return {
         "format": CHECKPOINT_FORMAT,
         "script": script,
         "args": dict(vars(args)),
         "run_dir": run_dir,
+        "run_dir_abs": os.path.abspath(run_dir),
         "global_step": global_step,
         "modules": {name: m.state_dict() for name, m in modules.items()},
         "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
@@ -824,14 +993,41 @@ def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
     return path
 
 
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
+
+
+def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
+    """The folder of the run a checkpoint file continues: the folder holding the file when that folder has the run's
+    name (a run folder moved or copied whole continues where it now is), else the folder the checkpoint was written
+    in (a copy of the file taken out of its run folder continues the run it came from). Raise ValueError (one line)
+    when neither exists."""
+    name = os.path.basename(os.path.normpath(checkpoint["run_dir"]))
+    here = os.path.dirname(path) or "."
+    if os.path.basename(os.path.abspath(here)) == name:
+        return here
+    recorded = checkpoint.get("run_dir_abs")  # absent in checkpoints written before it was recorded
+    if recorded is None or not os.path.isdir(recorded):
+        raise ValueError(
+            f"{path} is not in its run folder {name}, and that folder is not at {recorded or 'a recorded place'}: "
+            f"to continue the run, put the checkpoint in a folder named {name} and resume that folder"
+        )
+    return recorded
+
+
 def load_checkpoint(path: str, script: str) -> dict:
-    """Read the checkpoint to resume from: a file, or the newest readable one in a run folder. Raise ValueError (one
-    line) for a missing, truncated or corrupted file, a checkpoint of another script, or one of a finished run."""
+    """Read the checkpoint to resume from: a file, or the newest readable one in a run folder; its "run_dir" becomes
+    the folder the run continues in (checkpoint_run_dir). Raise ValueError (one line) for a missing, truncated or
+    corrupted file, a checkpoint of another script, a run folder that cannot be found, or a finished run."""
     if os.path.isdir(path):
-        candidates = [os.path.join(path, name) for name in ("checkpoint.pt", "checkpoint.prev.pt")]
+        candidates = [os.path.join(path, name) for name in CHECKPOINT_FILES]
         candidates = [c for c in candidates if os.path.exists(c)]
         if not candidates:
-            raise ValueError(f"no checkpoint.pt in {path}")
+            finished = os.path.exists(os.path.join(path, "summary.json"))
+            raise ValueError(
+                f"the run in {path} has finished (its summary.json is there): nothing to resume"
+                if finished
+                else f"no checkpoint.pt in {path}"
+            )
     elif os.path.exists(path):
         candidates = [path]
     else:
@@ -849,11 +1045,28 @@ def load_checkpoint(path: str, script: str) -> dict:
             raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
         if checkpoint["script"] != script:
             raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
-        if os.path.exists(os.path.join(os.path.dirname(candidate), "summary.json")):
-            # no checkpoint is written at the end, so resuming would redo the steps after the last one
-            raise ValueError(f"the run of {candidate} has finished (its summary.json is there): nothing to resume")
+        checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
+        if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
+            # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite
+            # the run's results
+            raise ValueError(
+                f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): "
+                "nothing to resume"
+            )
         return checkpoint
     raise AssertionError("unreachable")
+
+
+def finish_run(run_dir: str, summary: dict) -> None:
+    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
+    they could never be used again (with the replay buffer they are large)."""
+    path = os.path.join(run_dir, "summary.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(path + ".tmp", path)
+    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
 
 
 def buffer_state(buffer: object) -> dict:
@@ -866,16 +1079,20 @@ def load_buffer_state(buffer: object, state: dict) -> None:
     buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
 
 
-def resume_args(args: object, checkpoint: dict) -> object:
+def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
-    with --resume are ignored (a note names them): changing them would change the run being continued."""
+    with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
+    would change the run being continued. `given`: the names on the command line (command_line_flags); None (a call
+    from Python) takes every argument that differs from its default as given."""
     keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
     saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
-    defaults = type(args)(**{k: getattr(args, k) for k in keep if hasattr(args, k)})
-    given = [k for k in saved if getattr(args, k) != getattr(defaults, k)]  # flags set on this command line
-    ignored = ", ".join("--" + k.replace("_", "-") for k in given if getattr(args, k) != saved[k])
+    if given is None:
+        defaults = type(args)(**{k: getattr(args, k) for k in keep if hasattr(args, k)})
+        given = {k for k in saved if getattr(args, k) != getattr(defaults, k)}
+    ignored = [k for k in saved if k in given and getattr(args, k) != saved[k]]
     if ignored:
-        print(f"note: resuming with the checkpoint's settings; ignored: {ignored}")
+        flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
+        print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
     return dataclasses.replace(args, **saved)
 
 
@@ -897,7 +1114,10 @@ def restore_checkpoint(
             sparse.load_state_dict(checkpoint["sparse"][name])
         set_env_state(env, checkpoint["env"])
     except (KeyError, RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
+        # lines below: keep the first of them
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
         raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
     random.setstate(checkpoint["rng"]["python"])
     np.random.set_state(checkpoint["rng"]["numpy"])
@@ -1081,19 +1301,26 @@ def resolve_args(args: Args, continuous: bool) -> dict:
     return c
 
 
-def train(args: Args) -> dict:
-    """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json)."""
+def train(args: Args, given: set[str] | None = None) -> dict:
+    """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
+    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
     checkpoint = None
     if args.resume:
         try:
             checkpoint = load_checkpoint(args.resume, SCRIPT)
         except ValueError as e:
             fail(str(e))
-        args = resume_args(args, checkpoint)
+        args = resume_args(args, checkpoint, given)
     try:
         check_optional_dependencies(args.track, args.capture_video)
     except ValueError as e:
         fail(str(e))
+    quiet_mujoco()
+    if is_atari_id(args.env_id):
+        fail(
+            f"{args.env_id} is an Atari game: PPO here trains on environments with flat observation vectors and Box "
+            "or Discrete actions (MuJoCo, classic control); for Atari use sparse_dqn_atari.py"
+        )
     try:
         probe = gym.make(args.env_id)
     except gym.error.Error as e:
@@ -1113,11 +1340,14 @@ def train(args: Args) -> dict:
     prune_end = args.prune_end if args.prune_end is not None else int(PRUNE_WINDOW[1] * grad_steps)
     if args.sparse_method == "prune" and prune_end <= prune_start:
         fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+    note_if_no_topology_updates(
+        args.sparse_method, args.update_start, update_end, c["update_interval"], grad_steps, "80% of the gradient steps"
+    )
 
     if args.checkpoint_frequency < 0:
         fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
 
-    run_name, run_dir, writer, device = start_run(args, c, checkpoint)
+    run_name, run_dir, device = start_run(args, checkpoint)
 
     # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
     # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
@@ -1185,13 +1415,22 @@ def train(args: Args) -> dict:
     next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
     next_done = torch.zeros(e, device=device)
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
-    if checkpoint is None:
-        log_sparsity(writer, sparse_nets, 0)
-    else:
+    if checkpoint is not None:
         try:
             loop = restore_checkpoint(checkpoint, {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs)
         except ValueError as e:
             fail(str(e))
+    # Every check has passed: from here on the run writes to its folder.
+    if checkpoint is None:
+        writer = open_logs(args, c, run_name, run_dir)
+        log_sparsity(writer, sparse_nets, 0)
+    else:
+        # The checkpoint comes after its rollout's update, which logged at its step: the next rollout logs after it.
+        writer = open_logs(args, c, run_name, run_dir, checkpoint["global_step"] + 1, loop["evaluations"])
+    start_step = 0 if checkpoint is None else checkpoint["global_step"]
+    total = c["num_iterations"] * c["batch_size"]
+    print_plan(run_dir, total, 0, args.eval_frequency, args.eval_episodes, args.checkpoint_frequency, start_step)
+    if checkpoint is not None:
         start_iteration, global_step, grad_step = loop["iteration"], loop["global_step"], loop["grad_step"]
         next_obs, next_done = loop["next_obs"].to(device), loop["next_done"].to(device)
         for rms, saved in ((obs_rms, loop["obs_rms"]), (return_rms, loop["return_rms"])):
@@ -1203,6 +1442,7 @@ def train(args: Args) -> dict:
         eval_seconds = loop["eval_s"]
         print(f"resumed {run_dir} at step {global_step}")
 
+    progress = Progress(total, 0, args.eval_frequency, start_step)
     for iteration in range(start_iteration, c["num_iterations"] + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / c["num_iterations"]
@@ -1330,10 +1570,7 @@ def train(args: Args) -> dict:
             eval_seconds += time.time() - eval_start
             evaluations.append((global_step, float(ep_returns.mean())))
             writer.add_scalar("eval/episodic_return", ep_returns.mean(), global_step)
-            print(
-                f"global_step={global_step}, eval/episodic_return={ep_returns.mean():.1f}, "
-                f"SPS={int(global_step / (time.time() - start_time - eval_seconds))}"
-            )
+            progress.update(global_step, float(ep_returns.mean()), time.time() - eval_start)
 
         if args.checkpoint_frequency and global_step >= next_checkpoint and iteration < c["num_iterations"]:
             while next_checkpoint <= global_step:
@@ -1359,6 +1596,7 @@ def train(args: Args) -> dict:
                 run_dir,
                 make_checkpoint(SCRIPT, args, run_dir, global_step, modules, optimizers, sparse_nets, envs, loop),
             )
+        progress.update(global_step)
 
     log_sparsity(writer, sparse_nets, global_step)
     summary = {
@@ -1375,8 +1613,7 @@ def train(args: Args) -> dict:
         "run_dir": run_dir,
         "args": asdict(args),
     }
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    finish_run(run_dir, summary)
 
     if args.save_model:
         model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
@@ -1404,4 +1641,4 @@ def train(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    train(tyro.cli(Args))
+    train(tyro.cli(Args), command_line_flags(sys.argv[1:]))

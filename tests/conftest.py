@@ -3,12 +3,20 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 # The networks here are small; one thread keeps runs fast, repeatable and fair to a 2-core machine.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """Every test runs in its own temporary folder: the runs/ a script creates in its working directory (and anything
+    else written there) never lands in the checkout, from the test's process or the subprocesses it starts."""
+    monkeypatch.chdir(tmp_path)
 
 
 class CounterEnv(gym.Env):

@@ -1,9 +1,11 @@
 """Checkpoint and resume: a run stopped after a checkpoint and resumed ends exactly where an uninterrupted run ends
-(returns, masks, weights), and bad checkpoints are refused with one-line errors before anything is written."""
+(returns, masks, weights, tensorboard logs) in the folder it started in, and bad checkpoints are refused with
+one-line errors before anything is written."""
 
 import glob
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +49,20 @@ RUNS = {
 }
 
 
+PPO = dict(
+    env_id="CartPole-v1",
+    total_timesteps=1024,
+    num_steps=128,
+    eval_frequency=256,
+    eval_episodes=1,
+    hidden_width=32,
+    update_interval=4,
+    update_end=40,
+    sparse_method="rigl",
+    drop_fraction=0.3,
+)
+
+
 class Interrupted(Exception):
     """Stands for the kill that stops a run right after a checkpoint is written."""
 
@@ -75,6 +91,37 @@ def saved_model(summary: dict) -> dict:
     return torch.load(summary["model_path"], weights_only=False)
 
 
+def logged(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tensorboard shows for a run folder, as (step, value) pairs per tag (what a purge dropped is
+    gone)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def assert_same_logs(full: str, resumed: str) -> None:
+    """The resumed run's tensorboard curves are the uninterrupted run's: every point once, at the same steps, with
+    the same values (speeds aside)."""
+    a, b = logged(full), logged(resumed)
+    assert a.keys() == b.keys()
+    for tag in a:
+        assert [step for step, _ in a[tag]] == [step for step, _ in b[tag]], tag
+        if tag != "charts/SPS":
+            assert a[tag] == b[tag], tag
+
+
+def files(folder: str) -> dict[str, bytes]:
+    """Every file under `folder` with its contents."""
+    out = {}
+    for path in glob.glob(os.path.join(folder, "**"), recursive=True):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_stopped_and_resumed_run_equals_uninterrupted_run(script, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -86,6 +133,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(script, tmp_path, monk
     resumed = module.train(module.Args(resume=run_dir))
     assert resumed["run_dir"] == run_dir  # the same run folder (and tensorboard run) continues
     assert resumed["evaluations"] == full["evaluations"] and len(full["evaluations"]) == 4
+    assert_same_logs(full["run_dir"], run_dir)  # the evaluation at the checkpoint's step (500) included
     assert resumed["networks"] == full["networks"]  # active weights, FLOPs and topology-update counts
     assert resumed["train_flops_vs_dense"] == full["train_flops_vs_dense"]
     a, b = saved_model(full), saved_model(resumed)
@@ -175,6 +223,7 @@ def test_ppo_run_resumes_exactly(env_id, tmp_path, monkeypatch):
     resumed = ppo.train(ppo.Args(resume=run_dir))
     assert resumed["evaluations"] == full["evaluations"] and len(full["evaluations"]) >= 2
     assert resumed["networks"] == full["networks"]
+    assert_same_logs(full["run_dir"], run_dir)  # the checkpoint's rollout (step 512) logged once
     a, b = saved_model(full), saved_model(resumed)
     for name, value in a["agent"].items():
         assert torch.equal(value, b["agent"][name]), name
@@ -194,37 +243,39 @@ def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatc
     run_dir = stopped_run(td3, td3.Args(**settings, exp_name="stopped"), monkeypatch)
     path = os.path.join(run_dir, "checkpoint.pt")
     good = open(path, "rb").read()
-    folders = set(os.listdir("runs"))
 
     def refused(module, resume: str) -> str:
+        before = files(str(tmp_path))
         with pytest.raises(SystemExit) as e:
             module.train(module.Args(resume=resume))
-        assert set(os.listdir("runs")) == folders  # no new run folder
+        assert files(str(tmp_path)) == before  # nothing written: no run folder, no tensorboard purge marker
         assert "Traceback" not in capsys.readouterr().err
         return str(e.value.code)
 
     assert "is a checkpoint of sparse_td3_continuous.py, not of sparse_sac_continuous.py" in refused(sac, run_dir)
     assert "no checkpoint at" in refused(td3, os.path.join(run_dir, "missing.pt"))
 
-    # a checkpoint whose recorded settings build other networks than its weights fit
+    # a checkpoint whose recorded settings build other networks than its weights fit (a copy outside its folder
+    # continues its run's folder, so this is refused only once the networks are built): the first mismatch is named
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["args"]["hidden_width"] = 16
     torch.save(checkpoint, os.path.join(tmp_path, "other_shape.pt"))
-    assert "does not match this run's networks" in refused(td3, os.path.join(tmp_path, "other_shape.pt"))
+    message = refused(td3, os.path.join(tmp_path, "other_shape.pt"))
+    assert "does not match this run's networks" in message and "size mismatch for fc1.weight" in message
 
     # truncated on disk: refused as a file, and as the only checkpoint of a folder
     with open(path, "wb") as f:
         f.write(good[: len(good) // 2])
     assert "truncated or corrupted" in refused(td3, path)
     assert "truncated or corrupted" in refused(td3, run_dir)
-    assert open(path, "rb").read() == good[: len(good) // 2]  # refusing overwrote nothing
 
     # a finished run: its last checkpoint is before the end, so resuming would repeat the steps after it
     with open(path, "wb") as f:
         f.write(good)
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         f.write("{}")
-    assert "has finished (its summary.json is there): nothing to resume" in refused(td3, run_dir)
+    assert "has finished" in refused(td3, run_dir)
+    assert "has finished" in refused(td3, path)
 
 
 def test_kill_during_checkpoint_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
@@ -250,6 +301,8 @@ def test_kill_during_checkpoint_write_leaves_previous_checkpoint(tmp_path, monke
     assert checkpoint["global_step"] == 300  # the previous, complete checkpoint
     summary = td3.train(td3.Args(resume=run_dir, checkpoint_frequency=0))
     assert summary["evaluations"][-1][0] == 1000
+    # a finished run cannot be resumed: its checkpoints (and the torn write) are gone
+    assert not [name for name in os.listdir(run_dir) if name.startswith("checkpoint")]
 
 
 def test_killed_process_resumes_from_the_command_line(tmp_path):
@@ -278,23 +331,94 @@ def test_killed_process_resumes_from_the_command_line(tmp_path):
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["args"]["total_timesteps"] = step + 100
     torch.save(checkpoint, path)
-    done = subprocess.run(
-        [sys.executable, script, "--resume", run_dir], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    # flags given with --resume lose to the checkpoint's settings, and the note names each one that differs, even
+    # one given at its default value (--total-timesteps 1000000); --hidden-width 16 is the run's own value
+    resume = ["--resume", run_dir, "--total-timesteps", "1000000", "--hidden-width", "16"]
+    done = subprocess.run([sys.executable, script, *resume], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"resumed {os.path.relpath(run_dir, tmp_path)} at step {step}" in done.stdout
+    (note,) = [line for line in done.stdout.splitlines() if "ignored:" in line]
+    assert note.endswith(f"ignored: --total-timesteps 1000000 (the run's: {step + 100})"), note
+    assert f"resumed {run_dir} at step {step}" in done.stdout
     assert f"{step + 100} steps ===" in done.stdout
 
 
-def test_a_second_checkpoint_keeps_the_first_as_previous(tmp_path, monkeypatch):
+def test_a_second_checkpoint_keeps_the_first_as_previous_until_the_run_ends(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     td3 = importlib.import_module("sparse_td3_continuous")
-    td3.train(td3.Args(**dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=400), exp_name="two"))
-    (run_dir,) = run_dirs("two")
-    # read directly: the run has finished, and load_checkpoint (the resume path) refuses finished runs
-    assert torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)["global_step"] == 800
-    assert torch.load(os.path.join(run_dir, "checkpoint.prev.pt"), weights_only=False)["global_step"] == 400
-    assert not os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp"))
+    original, writes = td3.save_checkpoint, []
+
+    def save_and_look(run_dir: str, checkpoint: dict) -> str:
+        """Write, then note the steps of checkpoint.pt and checkpoint.prev.pt (None: absent)."""
+        path = original(run_dir, checkpoint)
+        prev = os.path.join(run_dir, "checkpoint.prev.pt")
+        steps = [torch.load(p, weights_only=False)["global_step"] if os.path.exists(p) else None for p in (path, prev)]
+        writes.append(tuple(steps))
+        return path
+
+    monkeypatch.setattr(td3, "save_checkpoint", save_and_look)
+    summary = td3.train(td3.Args(**dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=400), exp_name="two"))
+    assert writes == [(400, None), (800, 400)]  # the second checkpoint keeps the first as the previous one
+    # the finished run can no longer be resumed, so its checkpoints are deleted
+    assert sorted(name for name in os.listdir(summary["run_dir"]) if not name.startswith("events")) == ["summary.json"]
+
+
+@pytest.mark.parametrize("script", [*sorted(RUNS), "sparse_ppo"])
+def test_resume_continues_in_its_run_folder_and_never_touches_a_finished_run(script, tmp_path, monkeypatch):
+    """Resuming a run folder by its absolute path from another working directory finishes the run in that folder;
+    afterwards a copy of its checkpoint taken elsewhere, or the folder itself, is refused without writing anything."""
+    module = importlib.import_module(script)
+    settings = dict(RUNS.get(script, PPO), checkpoint_frequency=500)
+    (tmp_path / "first").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    run_dir = os.path.abspath(stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch))
+    (tmp_path / "elsewhere").mkdir()
+    copy = str(tmp_path / "elsewhere" / "checkpoint.pt")
+    shutil.copy(os.path.join(run_dir, "checkpoint.pt"), copy)
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "second")
+    summary = module.train(module.Args(resume=run_dir))
+    assert summary["run_dir"] == run_dir and summary["evaluations"][-1][0] == summary["total_timesteps"]
+    assert os.listdir(tmp_path / "second") == []  # nothing written where the command ran
+    assert not [name for name in os.listdir(run_dir) if name.startswith("checkpoint")]  # finished: deleted
+    before = files(str(tmp_path))
+    for resume in (copy, run_dir):
+        with pytest.raises(SystemExit) as e:
+            module.train(module.Args(resume=resume))
+        assert "has finished" in str(e.value.code)
+        assert files(str(tmp_path)) == before  # summary.json and the logs untouched
+
+
+def test_a_checkpoint_copied_out_of_its_folder_continues_its_own_run(tmp_path, monkeypatch):
+    """A copy of an unfinished run's checkpoint continues that run in its folder, wherever the copy is and whatever
+    the working directory; a copy whose run folder is nowhere to be found is refused."""
+    td3 = importlib.import_module("sparse_td3_continuous")
+    settings = dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=500)
+    (tmp_path / "first").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    run_dir = os.path.abspath(stopped_run(td3, td3.Args(**settings, exp_name="stopped"), monkeypatch))
+    checkpoint = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
+    (tmp_path / "elsewhere").mkdir()
+    torch.save(checkpoint, tmp_path / "elsewhere" / "checkpoint.pt")
+    checkpoint["run_dir_abs"] = str(tmp_path / "gone")
+    torch.save(checkpoint, tmp_path / "elsewhere" / "lost.pt")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit) as e:
+        td3.train(td3.Args(resume="lost.pt"))
+    assert f"put the checkpoint in a folder named {os.path.basename(run_dir)}" in str(e.value.code)
+    summary = td3.train(td3.Args(resume="checkpoint.pt"))
+    assert summary["run_dir"] == run_dir and os.path.exists(os.path.join(run_dir, "summary.json"))
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == ["checkpoint.pt", "lost.pt"]
+
+
+def test_resuming_from_inside_the_run_folder_keeps_the_run_and_its_name(tmp_path, monkeypatch):
+    td3 = importlib.import_module("sparse_td3_continuous")
+    folder = tmp_path / "Env-v0__stopped__set__1__123"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    checkpoint = {"run_dir": "runs/Env-v0__stopped__set__1__123", "run_dir_abs": "/nowhere"}
+    assert td3.checkpoint_run_dir("checkpoint.pt", checkpoint) == "."
+    run_name, run_dir, _ = td3.start_run(td3.Args(), {"run_dir": "."})
+    assert (run_name, run_dir) == ("Env-v0__stopped__set__1__123", ".")  # the name, hence the wandb id, is kept
 
 
 @pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "CartPole-v1", "HalfCheetah-v5"])

@@ -313,10 +313,11 @@ def test_same_seed_same_results_and_saved_model(tmp_path, monkeypatch):
         (["--env-id", "ALE/NoSuchGame-v5"], "cannot make --env-id ALE/NoSuchGame-v5"),
     ],
 )
-def test_bad_input_fails_with_one_line(flags, message):
+def test_bad_input_fails_with_one_line(flags, message, tmp_path):
     result = subprocess.run(
         [sys.executable, SCRIPT, *flags, "--total-timesteps", "10"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
+    assert os.listdir(tmp_path) == []  # the working directory (the test's) is as it was: no runs/

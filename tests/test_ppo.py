@@ -122,14 +122,15 @@ def test_saved_model_with_normalization_evaluates_the_same(tmp_path, monkeypatch
     [
         (["--sparsity", "1.2"], "--sparsity must be in [0, 1)"),
         (["--actor-sparsity", "-1"], "--actor-sparsity must be in [0, 1)"),
-        (["--env-id", "ALE/Pong-v5"], "cannot make --env-id ALE/Pong-v5"),  # ALE is not registered here
+        (["--env-id", "ALE/Pong-v5"], "Atari game: PPO here trains on environments with flat observation vectors"),
         (["--num-steps", "100", "--num-minibatches", "32"], "must be divisible by --num-minibatches"),
         (["--total-timesteps", "1000"], "is less than one rollout"),
         (["--env-id", "NoSuchEnv-v0"], "cannot make --env-id NoSuchEnv-v0"),
     ],
 )
-def test_bad_input_fails_with_one_line(flags, message):
+def test_bad_input_fails_with_one_line(flags, message, tmp_path):
     result = subprocess.run([sys.executable, SCRIPT, *flags], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
+    assert os.listdir(tmp_path) == []  # the working directory (the test's) is as it was: no runs/
