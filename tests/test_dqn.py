@@ -272,7 +272,19 @@ def test_valid_padding_run_and_checkpoints_of_the_old_network(tmp_path, monkeypa
     q.load_state_dict(ckpt["q_network"])
     assert tuple(q.network[7].weight.shape) == (512, 3136)
 
-    checkpoint = torch.load(os.path.join(summary["run_dir"], "checkpoint.pt"), weights_only=False)
+    # A finished run deletes its checkpoints: take one from a run stopped right after its first checkpoint.
+    original = dqn.save_checkpoint
+
+    def save_then_stop(run_dir: str, checkpoint: dict) -> str:
+        original(run_dir, checkpoint)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dqn, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        dqn.train(dqn.Args(**{**settings, "save_model": False}, exp_name="stopped"))
+    monkeypatch.setattr(dqn, "save_checkpoint", original)
+    (stopped,) = glob.glob(os.path.join("runs", "*__stopped__*"))
+    checkpoint = torch.load(os.path.join(stopped, "checkpoint.pt"), weights_only=False)
     del checkpoint["args"]["cnn_padding"]  # as the script wrote them before --cnn-padding
     old = str(tmp_path / "old.pt")
     torch.save(checkpoint, old)
