@@ -1,4 +1,4 @@
-"""Behaviour of the shared sparse-training block. The block is byte-identical in every script (see
+"""Behaviour of the shared sparse-training section. The section is byte-identical in every script (see
 test_block_identical.py), so testing the TD3 script's copy tests them all."""
 
 import copy
