@@ -310,7 +310,8 @@ class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
     Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `prepare_step(optimizer)` between `loss.backward()` and `optimizer.step()`.
+    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
+    between `loss.backward()` and `optimizer.step()`.
     Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
     `apply_masks_(self.weights_of(target))` after each soft update.
     """
@@ -422,9 +423,11 @@ class SparseNetwork:
         return start <= self.step <= end and (self.step - start) % self.update_interval == 0
 
     @torch.no_grad()
-    def prepare_step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Count one gradient step, update the topology if one is due, add the step's training FLOPs, and zero the
-        gradients of inactive weights. Call between backward() and optimizer.step(). Returns True on a mask update."""
+    def update_topology_if_due(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Count one gradient step of this network; if its schedule says so, change the topology (SET / RigL
+        drop-and-grow, or a gradual-pruning step); then add the step's training FLOPs under the topology now in force.
+        Call after loss.backward() (RigL grows by the dense gradient, so before mask_gradients()) and before
+        optimizer.step(). Returns True on a mask update."""
         self.step += 1
         updated = False
         if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
@@ -444,9 +447,14 @@ class SparseNetwork:
             step_flops = 3 * self.flops
         self.train_flops += step_flops * self.batch_size
         self.dense_train_flops += 3 * self.dense_flops * self.batch_size
+        return updated
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of inactive weights, so that optimizer.step() leaves them at zero: one op for all
+        layers. Call after update_topology_if_due() (the masks of this step) and before optimizer.step()."""
         if self._mask_list:
             torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
-        return updated
 
     def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> bool:
         """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
@@ -467,7 +475,7 @@ class SparseNetwork:
             kept[torch.topk(drop_score, k, largest=False).indices] = False
             if self.method == "rigl":
                 if w.grad is None:
-                    raise RuntimeError("rigl needs the dense gradient: call prepare_step after loss.backward()")
+                    raise RuntimeError("rigl needs the dense gradient: update the topology after loss.backward()")
                 grow_score = w.grad.abs().flatten().clone()
             else:
                 grow_score = torch.rand(w.numel(), device=w.device)
@@ -979,8 +987,11 @@ def train(args: Args, given: set[str] | None = None) -> dict:
             qf_loss = qf1_loss + qf2_loss
             q_optimizer.zero_grad()
             qf_loss.backward()
-            qf1_sparse.prepare_step(q_optimizer)
-            qf2_sparse.prepare_step(q_optimizer)
+            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+            # inactive weights lose their gradients so the optimizer cannot move them.
+            for critic_sparse in (qf1_sparse, qf2_sparse):
+                critic_sparse.update_topology_if_due(q_optimizer)
+                critic_sparse.mask_gradients()
             q_optimizer.step()
 
             if grad_step % args.policy_frequency == 0:  # TD3-style delay, compensated by as many actor updates
@@ -990,7 +1001,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                     actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
                     actor_optimizer.zero_grad()
                     actor_loss.backward()
-                    actor_sparse.prepare_step(actor_optimizer)
+                    actor_sparse.update_topology_if_due(actor_optimizer)
+                    actor_sparse.mask_gradients()
                     actor_optimizer.step()
 
                     if args.autotune:
