@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, NoReturn
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -220,7 +220,7 @@ def layer_sparsities(
     sparse layers in proportion to their size, a leftover zero each to the largest). er / erk: density = eps * p_l with
     p_l = sum(shape) / prod(shape) (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps
     solved so the network keeps its budget. When eps * p_l would exceed 1, the layers with the largest p_l become dense
-    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise ValueError when the budget cannot be met.
+    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise BadInput when the budget cannot be met.
     """
     if distribution == "uniform":
         return _uniform_sparsities(shapes, sparsity, set(dense_layers))
@@ -242,7 +242,7 @@ def layer_sparsities(
             break
         eps = budget / divisor
         if eps <= 0:
-            raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+            raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
         p_max = max(raw.values())
         if eps * p_max <= 1.0:
             break
@@ -259,12 +259,12 @@ def _uniform_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, den
     sparse = sorted((name for name in shapes if name not in dense), key=lambda name: -numel[name])
     room = sum(numel[name] for name in sparse)
     if budget >= room:  # a layer left with no weight at all is not a sparse layer
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     zeros = {name: budget * numel[name] // room for name in sparse}
     for name in sparse[: budget - sum(zeros.values())]:  # fewer leftover zeros than sparse layers
         zeros[name] += 1
     if any(zeros[name] >= numel[name] for name in sparse):
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     out = dict.fromkeys(shapes, 0.0)
     for name in sparse:
         s = zeros[name] / numel[name]
@@ -326,20 +326,20 @@ def check_sparse_args(
     drop_schedule: str,
     update_interval: int,
 ) -> None:
-    """Raise ValueError with a one-line message for a sparse setting no network can be built with."""
+    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
     if method not in SPARSE_METHODS:
-        raise ValueError(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
     if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise ValueError(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
     if drop_schedule not in DROP_SCHEDULES:
-        raise ValueError(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
     for flag, value in sparsities.items():
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"--{flag} must be in [0, 1), got {value}")
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
     if not 0.0 <= drop_fraction <= 1.0:
-        raise ValueError(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
     if update_interval < 1:
-        raise ValueError(f"--update-interval must be at least 1, got {update_interval}")
+        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
 
 
 class SparseNetwork:
@@ -576,7 +576,7 @@ class SparseNetwork:
     def load_state_dict(self, state: dict) -> None:
         shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
         if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
-            raise ValueError(f"masked layers {shapes} do not match this network's")
+            raise BadInput(f"masked layers {shapes} do not match this network's")
         for name, mask in self.masks.items():
             mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
             self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
@@ -760,32 +760,29 @@ def resolve_args(args: Args, continuous: bool) -> dict:
         sparsities["actor-sparsity"] = args.actor_sparsity
     if args.critic_sparsity is not None:
         sparsities["critic-sparsity"] = args.critic_sparsity
-    try:
-        check_sparse_args(
-            args.sparse_method,
-            sparsities,
-            args.sparsity_distribution,
-            c["drop_fraction"],
-            args.drop_schedule,
-            c["update_interval"],
-        )
-    except ValueError as e:
-        fail(str(e))
+    check_sparse_args(
+        args.sparse_method,
+        sparsities,
+        args.sparsity_distribution,
+        c["drop_fraction"],
+        args.drop_schedule,
+        c["update_interval"],
+    )
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
         if c[name] < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
     for name in ("hidden_width", "eval_frequency", "eval_episodes"):
         if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     c["batch_size"] = c["num_envs"] * c["num_steps"]
     if c["batch_size"] % c["num_minibatches"]:
-        fail(f"--num-envs x --num-steps ({c['batch_size']}) must be divisible by --num-minibatches")
+        raise BadInput(f"--num-envs x --num-steps ({c['batch_size']}) must be divisible by --num-minibatches")
     c["minibatch_size"] = c["batch_size"] // c["num_minibatches"]
     c["num_iterations"] = c["total_timesteps"] // c["batch_size"]
     if c["num_iterations"] < 1:
-        fail(f"--total-timesteps ({c['total_timesteps']}) is less than one rollout ({c['batch_size']} steps)")
+        raise BadInput(f"--total-timesteps ({c['total_timesteps']}) is less than one rollout ({c['batch_size']} steps)")
     if c["weight_decay"] < 0:
-        fail(f"--weight-decay must be non-negative, got {c['weight_decay']}")
+        raise BadInput(f"--weight-decay must be non-negative, got {c['weight_decay']}")
     return c
 
 
@@ -794,30 +791,28 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
     checkpoint = None
     if args.resume:
-        try:
-            checkpoint = load_checkpoint(args.resume, SCRIPT)
-        except ValueError as e:
-            fail(str(e))
+        checkpoint = load_checkpoint(args.resume, SCRIPT)
         args = resume_args(args, checkpoint, given)
-    try:
-        check_optional_dependencies(args.track, args.capture_video)
-    except ValueError as e:
-        fail(str(e))
+    check_optional_dependencies(args.track, args.capture_video)
     quiet_mujoco()
     if is_atari_id(args.env_id):
-        fail(
+        raise BadInput(
             f"{args.env_id} is an Atari game: PPO here trains on environments with flat observation vectors and Box "
             "or Discrete actions (MuJoCo, classic control); for Atari use sparse_dqn_atari.py"
         )
     try:
         probe = gym.make(args.env_id)
     except gym.error.Error as e:
-        fail(f"cannot make --env-id {args.env_id}: {e}")
+        raise BadInput(f"cannot make --env-id {args.env_id}: {e}") from None
     continuous = isinstance(probe.action_space, gym.spaces.Box)
     if not continuous and not isinstance(probe.action_space, gym.spaces.Discrete):
-        fail(f"{args.env_id} has a {type(probe.action_space).__name__} action space; PPO here needs Box or Discrete")
+        raise BadInput(
+            f"{args.env_id} has a {type(probe.action_space).__name__} action space; PPO here needs Box or Discrete"
+        )
     if len(probe.observation_space.shape or ()) != 1:
-        fail(f"{args.env_id} has observations of shape {probe.observation_space.shape}; this PPO needs flat vectors")
+        raise BadInput(
+            f"{args.env_id} has observations of shape {probe.observation_space.shape}; this PPO needs flat vectors"
+        )
     probe.close()
     c = resolve_args(args, continuous)
 
@@ -827,13 +822,15 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     prune_start = args.prune_start if args.prune_start is not None else int(PRUNE_WINDOW[0] * grad_steps)
     prune_end = args.prune_end if args.prune_end is not None else int(PRUNE_WINDOW[1] * grad_steps)
     if args.sparse_method == "prune" and prune_end <= prune_start:
-        fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+        raise BadInput(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
     note_if_no_topology_updates(
         args.sparse_method, args.update_start, update_end, c["update_interval"], grad_steps, "80% of the gradient steps"
     )
 
     if args.checkpoint_frequency < 0:
-        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
+        raise BadInput(
+            f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
 
     run_name, run_dir, device = start_run(args, checkpoint)
 
@@ -867,11 +864,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         prune_start=prune_start,
         prune_end=prune_end,
     )
-    try:
-        actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=c["actor_sparsity"], **sparse_kwargs)
-        critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=c["critic_sparsity"], **sparse_kwargs)
-    except ValueError as e:
-        fail(str(e))
+    actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=c["actor_sparsity"], **sparse_kwargs)
+    critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=c["critic_sparsity"], **sparse_kwargs)
     sparse_nets = {"actor": actor_sparse, "critic": critic_sparse}
     # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md). eps 1e-5 is
     # CleanRL's.
@@ -904,10 +898,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     next_done = torch.zeros(e, device=device)
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
     if checkpoint is not None:
-        try:
-            loop = restore_checkpoint(checkpoint, {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs)
-        except ValueError as e:
-            fail(str(e))
+        loop = restore_checkpoint(checkpoint, {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs)
     # Every check has passed: from here on the run writes to its folder.
     if checkpoint is None:
         writer = open_logs(args, c, run_name, run_dir)
@@ -1193,18 +1184,29 @@ def print_summary(summary: dict) -> None:
 
 
 def check_optional_dependencies(track: bool, capture_video: bool) -> None:
-    """Raise ValueError (one line) when --track or --capture-video is asked for without its package installed."""
+    """Raise BadInput (one line) when --track or --capture-video is asked for without its package installed."""
     for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
         if wanted:
             try:
                 __import__(module)
             except ImportError:
-                raise ValueError(f"{flag} needs {module}: pip install {module}") from None
+                raise BadInput(f"{flag} needs {module}: pip install {module}") from None
 
 
-def fail(message: str) -> NoReturn:
-    """Stop before training with a one-line error."""
-    sys.exit(f"error: {message}")
+class BadInput(ValueError):
+    """Input a run refuses: a flag, a combination of flags, a checkpoint. Raised where the problem is found (in the
+    sparse-training section too: names resolve when called); `main` prints it as the one line `error: ...`, before the
+    run has written anything."""
+
+
+def main(train: Callable[..., dict], args_class: type) -> None:
+    """The command line: parse the flags into `args_class` and train. Bad input, wherever it is found, ends the run
+    here with one line on stderr and exit status 1 (a bug still shows its traceback: only BadInput is caught)."""
+    args = tyro.cli(args_class)
+    try:
+        train(args, command_line_flags(sys.argv[1:]))
+    except BadInput as e:
+        sys.exit(f"error: {e}")
 
 
 def command_line_flags(argv: list[str]) -> set[str]:
@@ -1266,7 +1268,7 @@ def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, t
     python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
     creates the run's folder once every check that can refuse the run has passed."""
     if args.torch_threads < 1:
-        fail(f"--torch-threads must be at least 1, got {args.torch_threads}")
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
     env_name = args.env_id.replace("/", "_")
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
@@ -1462,7 +1464,7 @@ def set_env_state(env: object, states: list[dict]) -> None:
     """Put a (vector) env built like the saved one into the state `env_state` recorded."""
     objects = _env_objects(env)
     if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
-        raise ValueError("the environment's wrappers or number of sub-environments differ from the checkpoint's")
+        raise BadInput("the environment's wrappers or number of sub-environments differ from the checkpoint's")
     for obj, state in zip(objects, states, strict=True):
         for key, value in state["attrs"].items():
             setattr(obj, key, copy.deepcopy(value))
@@ -1531,7 +1533,7 @@ CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
     """The folder of the run a checkpoint file continues: the folder holding the file when that folder has the run's
     name (a run folder moved or copied whole continues where it now is), else the folder the checkpoint was written
-    in (a copy of the file taken out of its run folder continues the run it came from). Raise ValueError (one line)
+    in (a copy of the file taken out of its run folder continues the run it came from). Raise BadInput (one line)
     when neither exists."""
     name = os.path.basename(os.path.normpath(checkpoint["run_dir"]))
     here = os.path.dirname(path) or "."
@@ -1539,7 +1541,7 @@ def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
         return here
     recorded = checkpoint.get("run_dir_abs")  # absent in checkpoints written before it was recorded
     if recorded is None or not os.path.isdir(recorded):
-        raise ValueError(
+        raise BadInput(
             f"{path} is not in its run folder {name}, and that folder is not at {recorded or 'a recorded place'}: "
             f"to continue the run, put the checkpoint in a folder named {name} and resume that folder"
         )
@@ -1548,14 +1550,14 @@ def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
 
 def load_checkpoint(path: str, script: str) -> dict:
     """Read the checkpoint to resume from: a file, or the newest readable one in a run folder; its "run_dir" becomes
-    the folder the run continues in (checkpoint_run_dir). Raise ValueError (one line) for a missing, truncated or
+    the folder the run continues in (checkpoint_run_dir). Raise BadInput (one line) for a missing, truncated or
     corrupted file, a checkpoint of another script, a run folder that cannot be found, or a finished run."""
     if os.path.isdir(path):
         candidates = [os.path.join(path, name) for name in CHECKPOINT_FILES]
         candidates = [c for c in candidates if os.path.exists(c)]
         if not candidates:
             finished = os.path.exists(os.path.join(path, "summary.json"))
-            raise ValueError(
+            raise BadInput(
                 f"the run in {path} has finished (its summary.json is there): nothing to resume"
                 if finished
                 else f"no checkpoint.pt in {path}"
@@ -1563,30 +1565,28 @@ def load_checkpoint(path: str, script: str) -> dict:
     elif os.path.exists(path):
         candidates = [path]
     else:
-        raise ValueError(f"no checkpoint at {path}")
-    for candidate in candidates:
+        raise BadInput(f"no checkpoint at {path}")
+    for candidate in candidates:  # the newest readable one; the last that cannot be read ends the search
         try:
             checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+            break
         except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
             problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
             if candidate == candidates[-1]:
-                raise ValueError(problem) from None
+                raise BadInput(problem) from None
             print(f"note: {problem}; trying the previous one")
-            continue
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
-        if checkpoint["script"] != script:
-            raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
-        checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
-        if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
-            # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite
-            # the run's results
-            raise ValueError(
-                f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): "
-                "nothing to resume"
-            )
-        return checkpoint
-    raise AssertionError("unreachable")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BadInput(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+    if checkpoint["script"] != script:
+        raise BadInput(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+    checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
+    if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
+        # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite the
+        # run's results
+        raise BadInput(
+            f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): nothing to resume"
+        )
+    return checkpoint
 
 
 def finish_run(run_dir: str, summary: dict) -> None:
@@ -1636,7 +1636,7 @@ def restore_checkpoint(
     env: object,
 ) -> dict:
     """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise ValueError (one line) when the networks or environments do not match the checkpoint's."""
+    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
     try:
         for name, module in modules.items():
             module.load_state_dict(checkpoint["modules"][name])
@@ -1650,7 +1650,7 @@ def restore_checkpoint(
         # lines below: keep the first of them
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
         reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
     random.setstate(checkpoint["rng"]["python"])
     np.random.set_state(checkpoint["rng"]["numpy"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -1663,4 +1663,4 @@ def restore_checkpoint(
 
 
 if __name__ == "__main__":
-    train(tyro.cli(Args), command_line_flags(sys.argv[1:]))
+    main(train, Args)

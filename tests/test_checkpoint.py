@@ -246,11 +246,11 @@ def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatc
 
     def refused(module, resume: str) -> str:
         before = files(str(tmp_path))
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(module.BadInput) as e:
             module.train(module.Args(resume=resume))
         assert files(str(tmp_path)) == before  # nothing written: no run folder, no tensorboard purge marker
-        assert "Traceback" not in capsys.readouterr().err
-        return str(e.value.code)
+        assert "Traceback" not in capsys.readouterr().err and "\n" not in str(e.value)
+        return str(e.value)
 
     assert "is a checkpoint of sparse_td3_continuous.py, not of sparse_sac_continuous.py" in refused(sac, run_dir)
     assert "no checkpoint at" in refused(td3, os.path.join(run_dir, "missing.pt"))
@@ -382,9 +382,9 @@ def test_resume_continues_in_its_run_folder_and_never_touches_a_finished_run(scr
     assert not [name for name in os.listdir(run_dir) if name.startswith("checkpoint")]  # finished: deleted
     before = files(str(tmp_path))
     for resume in (copy, run_dir):
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(module.BadInput) as e:
             module.train(module.Args(resume=resume))
-        assert "has finished" in str(e.value.code)
+        assert "has finished" in str(e.value)
         assert files(str(tmp_path)) == before  # summary.json and the logs untouched
 
 
@@ -402,9 +402,9 @@ def test_a_checkpoint_copied_out_of_its_folder_continues_its_own_run(tmp_path, m
     checkpoint["run_dir_abs"] = str(tmp_path / "gone")
     torch.save(checkpoint, tmp_path / "elsewhere" / "lost.pt")
     monkeypatch.chdir(tmp_path / "elsewhere")
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(td3.BadInput) as e:
         td3.train(td3.Args(resume="lost.pt"))
-    assert f"put the checkpoint in a folder named {os.path.basename(run_dir)}" in str(e.value.code)
+    assert f"put the checkpoint in a folder named {os.path.basename(run_dir)}" in str(e.value)
     summary = td3.train(td3.Args(resume="checkpoint.pt"))
     assert summary["run_dir"] == run_dir and os.path.exists(os.path.join(run_dir, "summary.json"))
     assert sorted(os.listdir(tmp_path / "elsewhere")) == ["checkpoint.pt", "lost.pt"]

@@ -272,15 +272,28 @@ def test_valid_padding_run_and_checkpoints_of_the_old_network(tmp_path, monkeypa
     q.load_state_dict(ckpt["q_network"])
     assert tuple(q.network[7].weight.shape) == (512, 3136)
 
-    checkpoint = torch.load(os.path.join(summary["run_dir"], "checkpoint.pt"), weights_only=False)
+    # A finished run deletes its checkpoints, and a finished run is not resumed: take the checkpoint from the same
+    # run stopped (as if killed) right after it wrote its first one, at step 200.
+    save_checkpoint = dqn.save_checkpoint
+
+    def save_then_stop(run_dir: str, checkpoint: dict) -> str:
+        save_checkpoint(run_dir, checkpoint)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dqn, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        dqn.train(dqn.Args(**settings, exp_name="stopped"))
+    monkeypatch.setattr(dqn, "save_checkpoint", save_checkpoint)
+    (stopped,) = glob.glob(os.path.join("runs", "*__stopped__*"))
+    checkpoint = torch.load(os.path.join(stopped, "checkpoint.pt"), weights_only=False)
     del checkpoint["args"]["cnn_padding"]  # as the script wrote them before --cnn-padding
     old = str(tmp_path / "old.pt")
     torch.save(checkpoint, old)
     capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(dqn.BadInput) as e:
         dqn.train(dqn.Args(resume=old))
-    message = str(e.value.code)
-    assert message.startswith("error: the checkpoint does not match this run's networks") and "\n" not in message
+    message = str(e.value)
+    assert message.startswith("the checkpoint does not match this run's networks") and "\n" not in message
     assert "Traceback" not in capsys.readouterr().err
     resumed = dqn.train(dqn.Args(resume=old, cnn_padding="valid"))
     assert resumed["networks"]["q_network"]["total_weights"] == CNNS["valid"]["total"][6]
