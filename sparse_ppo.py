@@ -1095,8 +1095,6 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         "run_dir": run_dir,
         "args": asdict(args),
     }
-    finish_run(run_dir, summary)
-
     if args.save_model:
         model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
         torch.save(
@@ -1115,6 +1113,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         summary["model_path"] = model_path
         print(f"model saved to {model_path}")
 
+    finish_run(run_dir, summary)  # after the model is saved, so that summary.json names it too
     print_summary(summary)
     envs.close()
     eval_env.close()

@@ -1,6 +1,7 @@
 """What every agent script must do alike: repeat itself for a seed, save and reload, store gymnasium 1.x vector
 transitions correctly, and reject bad input with one line before training."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,8 @@ def test_saved_model_loads_and_evaluates_the_same(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     module = MODULES[name]
     summary = module.train(module.Args(**SHORT, sparse_method="set", save_model=True))
+    with open(os.path.join(summary["run_dir"], "summary.json")) as f:
+        assert json.load(f)["model_path"] == summary["model_path"]  # the file names the model too
     ckpt = torch.load(summary["model_path"], weights_only=False)
     actor = module.Actor(
         ckpt["obs_dim"], ckpt["act_dim"], ckpt["args"]["hidden_width"], ckpt["action_low"], ckpt["action_high"]
