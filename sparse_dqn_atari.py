@@ -9,10 +9,12 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map of the file: `Args` (every flag); the sparse-training section (masks, per-layer sparsities, sparsity-aware init, SET
-/ RigL / gradual pruning, FLOP counts, then checkpoints and run summaries; the same text in every script of this
-project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, the training
-loop; `__main__`. Results and every deviation from the papers: docs/dqn.md.
+Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
+this project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, setup and
+the training loop; then the run-infrastructure section (run folder and logs, progress, summaries, checkpoints and
+resume; also the same text in every script, and a first-time reader may skip it); `__main__`. Results and every
+deviation from the papers: docs/dqn.md.
 """
 
 import collections
@@ -27,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, NoReturn
+from typing import Literal
 
 import ale_py
 import gymnasium as gym
@@ -234,7 +236,7 @@ def layer_sparsities(
     sparse layers in proportion to their size, a leftover zero each to the largest). er / erk: density = eps * p_l with
     p_l = sum(shape) / prod(shape) (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps
     solved so the network keeps its budget. When eps * p_l would exceed 1, the layers with the largest p_l become dense
-    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise ValueError when the budget cannot be met.
+    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise BadInput when the budget cannot be met.
     """
     if distribution == "uniform":
         return _uniform_sparsities(shapes, sparsity, set(dense_layers))
@@ -256,7 +258,7 @@ def layer_sparsities(
             break
         eps = budget / divisor
         if eps <= 0:
-            raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+            raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
         p_max = max(raw.values())
         if eps * p_max <= 1.0:
             break
@@ -273,12 +275,12 @@ def _uniform_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, den
     sparse = sorted((name for name in shapes if name not in dense), key=lambda name: -numel[name])
     room = sum(numel[name] for name in sparse)
     if budget >= room:  # a layer left with no weight at all is not a sparse layer
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     zeros = {name: budget * numel[name] // room for name in sparse}
     for name in sparse[: budget - sum(zeros.values())]:  # fewer leftover zeros than sparse layers
         zeros[name] += 1
     if any(zeros[name] >= numel[name] for name in sparse):
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     out = dict.fromkeys(shapes, 0.0)
     for name in sparse:
         s = zeros[name] / numel[name]
@@ -340,27 +342,28 @@ def check_sparse_args(
     drop_schedule: str,
     update_interval: int,
 ) -> None:
-    """Raise ValueError with a one-line message for a sparse setting no network can be built with."""
+    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
     if method not in SPARSE_METHODS:
-        raise ValueError(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
     if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise ValueError(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
     if drop_schedule not in DROP_SCHEDULES:
-        raise ValueError(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
     for flag, value in sparsities.items():
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"--{flag} must be in [0, 1), got {value}")
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
     if not 0.0 <= drop_fraction <= 1.0:
-        raise ValueError(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
     if update_interval < 1:
-        raise ValueError(f"--update-interval must be at least 1, got {update_interval}")
+        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
 
 
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
     Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `prepare_step(optimizer)` between `loss.backward()` and `optimizer.step()`.
+    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
+    between `loss.backward()` and `optimizer.step()`.
     Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
     `apply_masks_(self.weights_of(target))` after each soft update.
     """
@@ -472,9 +475,11 @@ class SparseNetwork:
         return start <= self.step <= end and (self.step - start) % self.update_interval == 0
 
     @torch.no_grad()
-    def prepare_step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Count one gradient step, update the topology if one is due, add the step's training FLOPs, and zero the
-        gradients of inactive weights. Call between backward() and optimizer.step(). Returns True on a mask update."""
+    def update_topology_if_due(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Count one gradient step of this network; if its schedule says so, change the topology (SET / RigL
+        drop-and-grow, or a gradual-pruning step); then add the step's training FLOPs under the topology now in force.
+        Call after loss.backward() (RigL grows by the dense gradient, so before mask_gradients()) and before
+        optimizer.step(). Returns True on a mask update."""
         self.step += 1
         updated = False
         if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
@@ -494,9 +499,14 @@ class SparseNetwork:
             step_flops = 3 * self.flops
         self.train_flops += step_flops * self.batch_size
         self.dense_train_flops += 3 * self.dense_flops * self.batch_size
+        return updated
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of inactive weights, so that optimizer.step() leaves them at zero: one op for all
+        layers. Call after update_topology_if_due() (the masks of this step) and before optimizer.step()."""
         if self._mask_list:
             torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
-        return updated
 
     def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> bool:
         """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
@@ -517,7 +527,7 @@ class SparseNetwork:
             kept[torch.topk(drop_score, k, largest=False).indices] = False
             if self.method == "rigl":
                 if w.grad is None:
-                    raise RuntimeError("rigl needs the dense gradient: call prepare_step after loss.backward()")
+                    raise RuntimeError("rigl needs the dense gradient: update the topology after loss.backward()")
                 grow_score = w.grad.abs().flatten().clone()
             else:
                 grow_score = torch.rand(w.numel(), device=w.device)
@@ -582,7 +592,7 @@ class SparseNetwork:
     def load_state_dict(self, state: dict) -> None:
         shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
         if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
-            raise ValueError(f"masked layers {shapes} do not match this network's")
+            raise BadInput(f"masked layers {shapes} do not match this network's")
         for name, mask in self.masks.items():
             mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
             self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
@@ -619,527 +629,6 @@ class SparseNetwork:
             }
         )
         return out
-
-
-def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
-    """Write every network's sparsity scalars under sparsity/<net>/, and all networks' training FLOPs relative to
-    dense under sparsity/train_flops_vs_dense."""
-    for net_name, sparse in sparse_nets.items():
-        for key, value in sparse.stats().items():
-            writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-    if dense_flops > 0:
-        ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
-        writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
-
-
-def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
-    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
-    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-    returns = [r for _, r in evaluations]
-    return {
-        "final_eval_return": returns[-1],
-        "mean_last_10_evals": float(np.mean(returns[-10:])),
-        "lca": float(np.mean(returns)) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            name: {
-                "active_weights": s.active_weights(),
-                "total_weights": s.total_weights(),
-                "inference_flops": s.flops,
-                "topology_updates": s.updates,
-            }
-            for name, s in sparse_nets.items()
-        },
-        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
-    print(
-        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f}; "
-        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    for name, net in summary["networks"].items():
-        print(
-            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
-            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
-        )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
-
-
-def check_optional_dependencies(track: bool, capture_video: bool) -> None:
-    """Raise ValueError (one line) when --track or --capture-video is asked for without its package installed."""
-    for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
-        if wanted:
-            try:
-                __import__(module)
-            except ImportError:
-                raise ValueError(f"{flag} needs {module}: pip install {module}") from None
-
-
-def fail(message: str) -> NoReturn:
-    """Stop before training with a one-line error."""
-    sys.exit(f"error: {message}")
-
-
-def command_line_flags(argv: list[str]) -> set[str]:
-    """The argument names written on a command line: `--total-timesteps 5` and `--total-timesteps=5` give
-    total_timesteps, a boolean's `--no-cuda` gives cuda (and no_cuda)."""
-    names = set()
-    for token in argv:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0].replace("-", "_")
-            names |= {name, name[3:]} if name.startswith("no_") else {name}
-    return names
-
-
-def quiet_mujoco() -> None:
-    """Send MuJoCo's warnings to stderr instead of its default handler, which also appends them to MUJOCO_LOG.TXT in
-    the working directory, and drop one: MuJoCo >= 4 deprecates the `settotalmass` attribute that gymnasium's own
-    HalfCheetah model uses, and says so on every environment made (the model still loads as before)."""
-    try:
-        import mujoco
-    except ImportError:
-        return
-
-    def warn(message: str) -> None:
-        if "settotalmass" not in message:
-            print(f"MuJoCo warning: {message}", file=sys.stderr)
-
-    mujoco.set_mju_user_warning(warn)
-
-
-def is_atari_id(env_id: str) -> bool:
-    """Whether `env_id` is one of ale-py's Atari games, registered or not: only the DQN script imports ale-py, which
-    registers them, so an id unknown here is looked up after importing it."""
-    try:
-        if env_id not in gym.registry:
-            import ale_py
-
-            gym.register_envs(ale_py)
-        return "ale_py" in str(gym.spec(env_id).entry_point)
-    except (ImportError, gym.error.Error):
-        return False
-
-
-def note_if_no_topology_updates(
-    method: str, start: int, end: int, interval: int, grad_steps: int, default_end: str
-) -> None:
-    """Print a note when set or rigl would never update a mask: no update step (start, start + interval, ..., from
-    step 1 on) falls inside both the update window [start, end] and the run's gradient steps."""
-    first = start if start >= 1 else interval
-    if method in ("set", "rigl") and first > min(end, grad_steps):
-        print(
-            f"note: no topology updates happen: {method} updates masks every {interval} gradient steps from step "
-            f"{start} to {end} (--update-start, --update-end; default end: {default_end}), and this run takes "
-            f"{grad_steps} gradient steps"
-        )
-
-
-def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
-    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
-    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
-    creates the run's folder once every check that can refuse the run has passed."""
-    if args.torch_threads < 1:
-        fail(f"--torch-threads must be at least 1, got {args.torch_threads}")
-    env_name = args.env_id.replace("/", "_")
-    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    run_dir = f"runs/{run_name}"
-    if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
-        run_name = os.path.basename(os.path.abspath(run_dir))
-    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
-    # the same result only at the same thread count: the count is a setting of the run, one by default.
-    torch.set_num_threads(args.torch_threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    return run_name, run_dir, device
-
-
-def open_logs(
-    args: object,
-    settings: dict,
-    run_name: str,
-    run_dir: str,
-    purge_step: int | None = None,
-    evaluations: list[tuple[int, float]] = (),
-) -> SummaryWriter:
-    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
-    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
-
-    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
-    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
-    and would be dropped with the rest, so they are logged again."""
-    config = {**vars(args), **settings}
-    if args.track:
-        import wandb
-
-        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=config,
-            name=run_name,
-            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
-            resume="allow",
-            monitor_gym=True,
-            save_code=True,
-        )
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
-    writer = SummaryWriter(run_dir, purge_step=purge_step)
-    if purge_step is None:
-        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    else:
-        for step, value in evaluations:
-            if step >= purge_step:
-                writer.add_scalar("eval/episodic_return", value, step)
-    return writer
-
-
-def print_plan(
-    run_dir: str,
-    total: int,
-    warmup: int,
-    eval_frequency: int,
-    eval_episodes: int,
-    checkpoint_frequency: int,
-    step: int = 0,
-) -> None:
-    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
-    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
-    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
-    if warmup > step:
-        plan += f"; random actions until step {warmup:,}, learning after that"
-    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
-    if checkpoint_frequency:
-        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
-    else:
-        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
-    print(f"plan: {plan}")
-
-
-def duration(seconds: float) -> str:
-    """A duration for people: 45s, 12m05s, 3h07m."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    return f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-class Progress:
-    """A long run's progress lines, one every `every_s` seconds and one per evaluation: steps done of the total, the
-    speed of the learning phase (random warm-up and evaluations excluded, so it is the speed that decides when the
-    run ends) and an estimate of the time left. Speeds are measured in this process only."""
-
-    def __init__(self, total: int, warmup: int, eval_frequency: int, step: int = 0, every_s: float = 60.0) -> None:
-        self.total, self.warmup, self.eval_frequency, self.every_s = total, warmup, eval_frequency, every_s
-        self.step, self.mark = step, time.time()
-        self.next_print = self.mark + every_s
-        self.steps = {"warm-up": 0, "learning": 0}
-        self.seconds = {"warm-up": 0.0, "learning": 0.0}
-        self.eval_seconds, self.evals = 0.0, 0
-
-    def update(self, step: int, eval_return: float | None = None, eval_seconds: float = 0.0) -> None:
-        """`step` steps are done (and, with `eval_return`, an evaluation that took `eval_seconds`): count the time
-        since the last call towards the phase of these steps, and print a line if one is due or an evaluation ran."""
-        now = time.time()
-        phase = "learning" if step > self.warmup else "warm-up"
-        self.seconds[phase] += now - self.mark - eval_seconds
-        self.steps[phase] += step - self.step
-        self.step, self.mark = step, now
-        if eval_return is not None:
-            self.eval_seconds, self.evals = self.eval_seconds + eval_seconds, self.evals + 1
-        if eval_return is not None or now >= self.next_print:
-            self.next_print = now + self.every_s
-            print(self.line(eval_return))
-
-    def speed(self, phase: str) -> float | None:
-        return self.steps[phase] / self.seconds[phase] if self.steps[phase] and self.seconds[phase] > 0 else None
-
-    def line(self, eval_return: float | None = None) -> str:
-        parts = [f"step {self.step:,}/{self.total:,} ({self.step / self.total:.1%})"]
-        if eval_return is not None:
-            parts.append(f"evaluation return {eval_return:.1f}")
-        warm, learn = self.speed("warm-up"), self.speed("learning")
-        if self.step < self.warmup:
-            parts.append(f"random warm-up until step {self.warmup:,}" + (f" at {warm:,.0f} steps/s" if warm else ""))
-        if learn is not None:
-            parts.append(f"learning at {learn:,.0f} steps/s")
-        if self.step < self.total:
-            if learn is None:
-                parts.append("time left: estimated once learning has started")
-            else:
-                left = (self.total - max(self.step, self.warmup)) / learn
-                if self.step < self.warmup and warm:
-                    left += (self.warmup - self.step) / warm
-                if self.evals:
-                    left += math.ceil((self.total - self.step) / self.eval_frequency) * self.eval_seconds / self.evals
-                parts.append(f"about {duration(left)} left")
-        return " | ".join(parts)
-
-
-# Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
-# python objects (RNG states, environment internals), so load only checkpoints you trust.
-CHECKPOINT_FORMAT = 1
-_PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
-
-
-def _is_plain(value: object) -> bool:
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    return isinstance(value, _PLAIN_STATE)
-
-
-def _env_objects(env: object) -> list:
-    """The env, then every wrapper and sub-environment under it (vector wrappers, sub-envs' wrappers), in order."""
-    objects, queue = [], [env]
-    while queue:
-        obj = queue.pop(0)
-        objects.append(obj)
-        if isinstance(getattr(obj, "envs", None), (list, tuple)):
-            queue.extend(obj.envs)
-        elif vars(obj).get("env") is not None:
-            queue.append(vars(obj)["env"])
-    return objects
-
-
-def env_state(env: object) -> list[dict]:
-    """The dynamic state of a (vector) env, wrappers and sub-envs included: each object's plain attributes
-    (counters, arrays, RNGs, deques), its spaces' RNGs, and the simulator state (MuJoCo physics, ALE emulator)."""
-    states = []
-    for obj in _env_objects(env):
-        attrs = vars(obj)
-        state = {
-            "type": type(obj).__name__,
-            "attrs": {k: copy.deepcopy(v) for k, v in attrs.items() if _is_plain(v)},
-            "spaces": {k: copy.deepcopy(v._np_random) for k, v in attrs.items() if isinstance(v, gym.spaces.Space)},
-        }
-        if type(attrs.get("data")).__name__ == "MjData":
-            import mujoco
-
-            spec = mujoco.mjtState.mjSTATE_INTEGRATION  # positions, velocities, controls, solver warm start, time
-            state["mujoco"] = np.empty(mujoco.mj_stateSize(obj.model, spec))
-            mujoco.mj_getState(obj.model, obj.data, state["mujoco"], spec)
-        if attrs.get("ale") is not None:
-            state["ale"] = obj.ale.cloneState(include_rng=True)
-        states.append(state)
-    return states
-
-
-def set_env_state(env: object, states: list[dict]) -> None:
-    """Put a (vector) env built like the saved one into the state `env_state` recorded."""
-    objects = _env_objects(env)
-    if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
-        raise ValueError("the environment's wrappers or number of sub-environments differ from the checkpoint's")
-    for obj, state in zip(objects, states, strict=True):
-        for key, value in state["attrs"].items():
-            setattr(obj, key, copy.deepcopy(value))
-        for key, rng in state["spaces"].items():
-            vars(obj)[key]._np_random = copy.deepcopy(rng)
-        if "mujoco" in state:
-            import mujoco
-
-            mujoco.mj_setState(obj.model, obj.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
-        if "ale" in state:
-            obj.ale.restoreState(state["ale"])
-
-
-def make_checkpoint(
-    script: str,
-    args: object,
-    run_dir: str,
-    global_step: int,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-    loop: dict,
-) -> dict:
-    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
-    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
-    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "script": script,
-        "args": dict(vars(args)),
-        "run_dir": run_dir,
-        "run_dir_abs": os.path.abspath(run_dir),
-        "global_step": global_step,
-        "modules": {name: m.state_dict() for name, m in modules.items()},
-        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
-        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
-        "env": env_state(env),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "loop": loop,
-    }
-
-
-def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
-    """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
-    checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
-    path = os.path.join(run_dir, "checkpoint.pt")
-    with open(path + ".tmp", "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if os.path.exists(path):
-        os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
-    os.replace(path + ".tmp", path)
-    return path
-
-
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
-
-
-def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
-    """The folder of the run a checkpoint file continues: the folder holding the file when that folder has the run's
-    name (a run folder moved or copied whole continues where it now is), else the folder the checkpoint was written
-    in (a copy of the file taken out of its run folder continues the run it came from). Raise ValueError (one line)
-    when neither exists."""
-    name = os.path.basename(os.path.normpath(checkpoint["run_dir"]))
-    here = os.path.dirname(path) or "."
-    if os.path.basename(os.path.abspath(here)) == name:
-        return here
-    recorded = checkpoint.get("run_dir_abs")  # absent in checkpoints written before it was recorded
-    if recorded is None or not os.path.isdir(recorded):
-        raise ValueError(
-            f"{path} is not in its run folder {name}, and that folder is not at {recorded or 'a recorded place'}: "
-            f"to continue the run, put the checkpoint in a folder named {name} and resume that folder"
-        )
-    return recorded
-
-
-def load_checkpoint(path: str, script: str) -> dict:
-    """Read the checkpoint to resume from: a file, or the newest readable one in a run folder; its "run_dir" becomes
-    the folder the run continues in (checkpoint_run_dir). Raise ValueError (one line) for a missing, truncated or
-    corrupted file, a checkpoint of another script, a run folder that cannot be found, or a finished run."""
-    if os.path.isdir(path):
-        candidates = [os.path.join(path, name) for name in CHECKPOINT_FILES]
-        candidates = [c for c in candidates if os.path.exists(c)]
-        if not candidates:
-            finished = os.path.exists(os.path.join(path, "summary.json"))
-            raise ValueError(
-                f"the run in {path} has finished (its summary.json is there): nothing to resume"
-                if finished
-                else f"no checkpoint.pt in {path}"
-            )
-    elif os.path.exists(path):
-        candidates = [path]
-    else:
-        raise ValueError(f"no checkpoint at {path}")
-    for candidate in candidates:
-        try:
-            checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
-        except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
-            problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
-            if candidate == candidates[-1]:
-                raise ValueError(problem) from None
-            print(f"note: {problem}; trying the previous one")
-            continue
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
-        if checkpoint["script"] != script:
-            raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
-        checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
-        if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
-            # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite
-            # the run's results
-            raise ValueError(
-                f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): "
-                "nothing to resume"
-            )
-        return checkpoint
-    raise AssertionError("unreachable")
-
-
-def finish_run(run_dir: str, summary: dict) -> None:
-    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
-    they could never be used again (with the replay buffer they are large)."""
-    path = os.path.join(run_dir, "summary.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
-    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-
-
-def buffer_state(buffer: object) -> dict:
-    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
-    writes without a pickled copy (an Atari buffer is gigabytes)."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
-
-
-def load_buffer_state(buffer: object, state: dict) -> None:
-    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
-
-
-def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
-    """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
-    with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
-    would change the run being continued. `given`: the names on the command line (command_line_flags); None (a call
-    from Python) takes every argument that differs from its default as given."""
-    keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
-    saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
-    if given is None:
-        defaults = type(args)(**{k: getattr(args, k) for k in keep if hasattr(args, k)})
-        given = {k for k in saved if getattr(args, k) != getattr(defaults, k)}
-    ignored = [k for k in saved if k in given and getattr(args, k) != saved[k]]
-    if ignored:
-        flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
-        print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
-    return dataclasses.replace(args, **saved)
-
-
-def restore_checkpoint(
-    checkpoint: dict,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-) -> dict:
-    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise ValueError (one line) when the networks or environments do not match the checkpoint's."""
-    try:
-        for name, module in modules.items():
-            module.load_state_dict(checkpoint["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, sparse in sparse_nets.items():
-            sparse.load_state_dict(checkpoint["sparse"][name])
-        set_env_state(env, checkpoint["env"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
-        # lines below: keep the first of them
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
-    random.setstate(checkpoint["rng"]["python"])
-    np.random.set_state(checkpoint["rng"]["numpy"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-    return checkpoint["loop"]
 
 
 # --- end sparse training ---
@@ -1469,17 +958,14 @@ def resolve_args(args: Args, atari: bool) -> dict:
     if atari and args.sparse_method == "prune" and args.sparsity_aware_init is None:
         c["sparsity_aware_init"] = False  # [G]'s Atari pruning keeps the dense init
     c["drop_fraction"] = c["drop_fraction"] if args.sparse_method in ("set", "rigl") else 0.0
-    try:
-        check_sparse_args(
-            args.sparse_method,
-            {"sparsity": args.sparsity},
-            args.sparsity_distribution,
-            c["drop_fraction"],
-            args.drop_schedule,
-            c["update_interval"],
-        )
-    except ValueError as e:
-        fail(str(e))
+    check_sparse_args(
+        args.sparse_method,
+        {"sparsity": args.sparsity},
+        args.sparsity_distribution,
+        c["drop_fraction"],
+        args.drop_schedule,
+        c["update_interval"],
+    )
     for name in (
         "total_timesteps",
         "buffer_size",
@@ -1491,20 +977,22 @@ def resolve_args(args: Args, atari: bool) -> dict:
         "hidden_width",
     ):
         if c[name] < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
     if args.num_envs < 1 or c["total_timesteps"] < args.num_envs:
-        fail(f"--num-envs must be at least 1 and at most --total-timesteps, got {args.num_envs}")
+        raise BadInput(f"--num-envs must be at least 1 and at most --total-timesteps, got {args.num_envs}")
     if c["buffer_size"] < c["batch_size"]:
-        fail(f"--buffer-size ({c['buffer_size']}) must be at least --batch-size ({c['batch_size']})")
+        raise BadInput(f"--buffer-size ({c['buffer_size']}) must be at least --batch-size ({c['batch_size']})")
     if c["learning_starts"] < 0 or c["exploration_steps"] < 0:
-        fail("--learning-starts and --exploration-steps must be non-negative")
+        raise BadInput("--learning-starts and --exploration-steps must be non-negative")
     for name in ("start_e", "end_e"):
         if not 0.0 <= getattr(args, name) <= 1.0:
-            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+            raise BadInput(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     if not 0.0 <= c["eval_epsilon"] <= 1.0:
-        fail(f"--eval-epsilon must be in [0, 1], got {c['eval_epsilon']}")
+        raise BadInput(f"--eval-epsilon must be in [0, 1], got {c['eval_epsilon']}")
     if args.checkpoint_frequency < 0:
-        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
+        raise BadInput(
+            f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
     return c
 
 
@@ -1513,24 +1001,20 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
     checkpoint = None
     if args.resume:
-        try:
-            checkpoint = load_checkpoint(args.resume, SCRIPT)
-        except ValueError as e:
-            fail(str(e))
+        checkpoint = load_checkpoint(args.resume, SCRIPT)
         args = resume_args(args, checkpoint, given)
-    try:
-        check_optional_dependencies(args.track, args.capture_video)
-    except ValueError as e:
-        fail(str(e))
+    check_optional_dependencies(args.track, args.capture_video)
     try:
         atari = is_atari(args.env_id)
         probe = gym.make(args.env_id)
     except gym.error.Error as e:
-        fail(f"cannot make --env-id {args.env_id}: {e}")
+        raise BadInput(f"cannot make --env-id {args.env_id}: {e}") from None
     if not isinstance(probe.action_space, gym.spaces.Discrete):
-        fail(f"{args.env_id} has a {type(probe.action_space).__name__} action space; DQN needs a discrete one")
+        raise BadInput(
+            f"{args.env_id} has a {type(probe.action_space).__name__} action space; DQN needs a discrete one"
+        )
     if not atari and len(probe.observation_space.shape or ()) != 1:
-        fail(f"{args.env_id} is neither Atari nor a flat-vector environment; this script handles those two")
+        raise BadInput(f"{args.env_id} is neither Atari nor a flat-vector environment; this script handles those two")
     probe.close()
     c = resolve_args(args, atari)
 
@@ -1541,17 +1025,17 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     prune_start = args.prune_start if args.prune_start is not None else int(c["prune_start_frac"] * grad_steps)
     prune_end = args.prune_end if args.prune_end is not None else int(c["prune_end_frac"] * grad_steps)
     if c["learning_starts"] >= c["total_timesteps"]:
-        fail(
+        raise BadInput(
             f"--learning-starts ({c['learning_starts']}) must be less than --total-timesteps "
             f"({c['total_timesteps']}): the run would never learn"
         )
     if grad_steps < 1:
-        fail(
+        raise BadInput(
             f"no gradient step fits between --learning-starts ({c['learning_starts']}) and --total-timesteps "
             f"({c['total_timesteps']}) at one every --train-frequency ({c['train_frequency']}) steps"
         )
     if args.sparse_method == "prune" and prune_end <= prune_start:
-        fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+        raise BadInput(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
     note_if_no_topology_updates(
         args.sparse_method,
         args.update_start,
@@ -1576,27 +1060,24 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     n_actions = int(envs.single_action_space.n)
 
     q_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari, args.cnn_padding).to(device)
-    try:
-        sparse = SparseNetwork(
-            q_network,
-            (torch.zeros(1, *obs_shape, device=device),),
-            batch_size=c["batch_size"],
-            method=args.sparse_method,
-            sparsity=args.sparsity,
-            distribution=args.sparsity_distribution,
-            dense_first_layer=args.dense_first_layer,
-            dense_output_layer=args.dense_output_layer,
-            sparsity_aware_init=c["sparsity_aware_init"],
-            update_interval=c["update_interval"],
-            drop_fraction=c["drop_fraction"],
-            drop_schedule=args.drop_schedule,
-            update_start=args.update_start,
-            update_end=update_end,
-            prune_start=prune_start,
-            prune_end=prune_end,
-        )
-    except ValueError as e:
-        fail(str(e))
+    sparse = SparseNetwork(
+        q_network,
+        (torch.zeros(1, *obs_shape, device=device),),
+        batch_size=c["batch_size"],
+        method=args.sparse_method,
+        sparsity=args.sparsity,
+        distribution=args.sparsity_distribution,
+        dense_first_layer=args.dense_first_layer,
+        dense_output_layer=args.dense_output_layer,
+        sparsity_aware_init=c["sparsity_aware_init"],
+        update_interval=c["update_interval"],
+        drop_fraction=c["drop_fraction"],
+        drop_schedule=args.drop_schedule,
+        update_start=args.update_start,
+        update_end=update_end,
+        prune_start=prune_start,
+        prune_end=prune_end,
+    )
     sparse_nets = {"q_network": sparse}
     # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
     optimizer = torch.optim.Adam(weight_decay_groups([q_network], c["weight_decay"]), lr=c["learning_rate"], fused=True)
@@ -1634,10 +1115,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
             return q_network(x.float()).argmax(dim=1).cpu().numpy(), epsilon
 
     if checkpoint is not None:
-        try:
-            loop = restore_checkpoint(checkpoint, modules, {"optimizer": optimizer}, sparse_nets, envs)
-        except ValueError as e:
-            fail(str(e))
+        loop = restore_checkpoint(checkpoint, modules, {"optimizer": optimizer}, sparse_nets, envs)
     # Every check has passed: from here on the run writes to its folder.
     if checkpoint is None:
         writer = open_logs(args, c, run_name, run_dir)
@@ -1713,7 +1191,10 @@ def train(args: Args, given: set[str] | None = None) -> dict:
             loss = F.smooth_l1_loss(td_target, old_val) if c["loss"] == "huber" else F.mse_loss(td_target, old_val)
             optimizer.zero_grad()
             loss.backward()
-            sparse.prepare_step(optimizer)
+            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+            # inactive weights lose their gradients so the optimizer cannot move them.
+            sparse.update_topology_if_due(optimizer)
+            sparse.mask_gradients()
             optimizer.step()
 
             if grad_step % 100 == 0:
@@ -1785,8 +1266,6 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         "run_dir": run_dir,
         "args": asdict(args),
     }
-    finish_run(run_dir, summary)
-
     if args.save_model:
         model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
         torch.save(
@@ -1805,6 +1284,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         summary["model_path"] = model_path
         print(f"model saved to {model_path}")
 
+    finish_run(run_dir, summary)  # after the model is saved, so that summary.json names it too
     print_summary(summary)
 
     envs.close()
@@ -1813,5 +1293,545 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     return summary
 
 
+# --- run infrastructure (identical in every script; a first-time reader may skip it) ---
+# Everything a run needs around the algorithm and nothing the algorithm needs: the run folder and logs, progress
+# lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states, environment state)
+# and resuming from them, and the one-line refusal of bad input. train() calls these; reading train() does not
+# require reading them.
+
+
+def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
+    """Write every network's sparsity scalars under sparsity/<net>/, and all networks' training FLOPs relative to
+    dense under sparsity/train_flops_vs_dense."""
+    for net_name, sparse in sparse_nets.items():
+        for key, value in sparse.stats().items():
+            writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    if dense_flops > 0:
+        ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
+        writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
+
+
+def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
+    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
+    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
+    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
+    returns = [r for _, r in evaluations]
+    return {
+        "final_eval_return": returns[-1],
+        "mean_last_10_evals": float(np.mean(returns[-10:])),
+        "lca": float(np.mean(returns)) / 1e4,
+        "evaluations": evaluations,
+        "networks": {
+            name: {
+                "active_weights": s.active_weights(),
+                "total_weights": s.total_weights(),
+                "inference_flops": s.flops,
+                "topology_updates": s.updates,
+            }
+            for name, s in sparse_nets.items()
+        },
+        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
+    print(
+        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
+        f"{summary['total_timesteps']} steps ==="
+    )
+    print(
+        f"final evaluation return {summary['final_eval_return']:.1f}; "
+        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
+    )
+    for name, net in summary["networks"].items():
+        print(
+            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+        )
+    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
+
+
+def check_optional_dependencies(track: bool, capture_video: bool) -> None:
+    """Raise BadInput (one line) when --track or --capture-video is asked for without its package installed."""
+    for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
+        if wanted:
+            try:
+                __import__(module)
+            except ImportError:
+                raise BadInput(f"{flag} needs {module}: pip install {module}") from None
+
+
+class BadInput(ValueError):
+    """Input a run refuses: a flag, a combination of flags, a checkpoint. Raised where the problem is found (in the
+    sparse-training section too: names resolve when called); `main` prints it as the one line `error: ...`, before the
+    run has written anything."""
+
+
+def main(train: Callable[..., dict], args_class: type) -> None:
+    """The command line: parse the flags into `args_class` and train. Bad input, wherever it is found, ends the run
+    here with one line on stderr and exit status 1 (a bug still shows its traceback: only BadInput is caught)."""
+    args = tyro.cli(args_class)
+    try:
+        train(args, command_line_flags(sys.argv[1:]))
+    except BadInput as e:
+        sys.exit(f"error: {e}")
+
+
+def command_line_flags(argv: list[str]) -> set[str]:
+    """The argument names written on a command line: `--total-timesteps 5` and `--total-timesteps=5` give
+    total_timesteps, a boolean's `--no-cuda` gives cuda (and no_cuda)."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names |= {name, name[3:]} if name.startswith("no_") else {name}
+    return names
+
+
+def quiet_mujoco() -> None:
+    """Send MuJoCo's warnings to stderr instead of its default handler, which also appends them to MUJOCO_LOG.TXT in
+    the working directory, and drop one: MuJoCo >= 4 deprecates the `settotalmass` attribute that gymnasium's own
+    HalfCheetah model uses, and says so on every environment made (the model still loads as before)."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def warn(message: str) -> None:
+        if "settotalmass" not in message:
+            print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+
+
+def is_atari_id(env_id: str) -> bool:
+    """Whether `env_id` is one of ale-py's Atari games, registered or not: only the DQN script imports ale-py, which
+    registers them, so an id unknown here is looked up after importing it."""
+    try:
+        if env_id not in gym.registry:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        return "ale_py" in str(gym.spec(env_id).entry_point)
+    except (ImportError, gym.error.Error):
+        return False
+
+
+def note_if_no_topology_updates(
+    method: str, start: int, end: int, interval: int, grad_steps: int, default_end: str
+) -> None:
+    """Print a note when set or rigl would never update a mask: no update step (start, start + interval, ..., from
+    step 1 on) falls inside both the update window [start, end] and the run's gradient steps."""
+    first = start if start >= 1 else interval
+    if method in ("set", "rigl") and first > min(end, grad_steps):
+        print(
+            f"note: no topology updates happen: {method} updates masks every {interval} gradient steps from step "
+            f"{start} to {end} (--update-start, --update-end; default end: {default_end}), and this run takes "
+            f"{grad_steps} gradient steps"
+        )
+
+
+def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
+    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
+    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
+    creates the run's folder once every check that can refuse the run has passed."""
+    if args.torch_threads < 1:
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    env_name = args.env_id.replace("/", "_")
+    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
+    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
+    # the same result only at the same thread count: the count is a setting of the run, one by default.
+    torch.set_num_threads(args.torch_threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, device
+
+
+def open_logs(
+    args: object,
+    settings: dict,
+    run_name: str,
+    run_dir: str,
+    purge_step: int | None = None,
+    evaluations: list[tuple[int, float]] = (),
+) -> SummaryWriter:
+    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
+    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
+
+    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
+    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
+    and would be dropped with the rest, so they are logged again."""
+    config = {**vars(args), **settings}
+    if args.track:
+        import wandb
+
+        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=config,
+            name=run_name,
+            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
+            resume="allow",
+            monitor_gym=True,
+            save_code=True,
+        )
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+    writer = SummaryWriter(run_dir, purge_step=purge_step)
+    if purge_step is None:
+        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    else:
+        for step, value in evaluations:
+            if step >= purge_step:
+                writer.add_scalar("eval/episodic_return", value, step)
+    return writer
+
+
+def print_plan(
+    run_dir: str,
+    total: int,
+    warmup: int,
+    eval_frequency: int,
+    eval_episodes: int,
+    checkpoint_frequency: int,
+    step: int = 0,
+) -> None:
+    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
+    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
+    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
+    if warmup > step:
+        plan += f"; random actions until step {warmup:,}, learning after that"
+    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
+    if checkpoint_frequency:
+        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
+    else:
+        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
+    print(f"plan: {plan}")
+
+
+def duration(seconds: float) -> str:
+    """A duration for people: 45s, 12m05s, 3h07m."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    return f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Progress:
+    """A long run's progress lines, one every `every_s` seconds and one per evaluation: steps done of the total, the
+    speed of the learning phase (random warm-up and evaluations excluded, so it is the speed that decides when the
+    run ends) and an estimate of the time left. Speeds are measured in this process only."""
+
+    def __init__(self, total: int, warmup: int, eval_frequency: int, step: int = 0, every_s: float = 60.0) -> None:
+        self.total, self.warmup, self.eval_frequency, self.every_s = total, warmup, eval_frequency, every_s
+        self.step, self.mark = step, time.time()
+        self.next_print = self.mark + every_s
+        self.steps = {"warm-up": 0, "learning": 0}
+        self.seconds = {"warm-up": 0.0, "learning": 0.0}
+        self.eval_seconds, self.evals = 0.0, 0
+
+    def update(self, step: int, eval_return: float | None = None, eval_seconds: float = 0.0) -> None:
+        """`step` steps are done (and, with `eval_return`, an evaluation that took `eval_seconds`): count the time
+        since the last call towards the phase of these steps, and print a line if one is due or an evaluation ran."""
+        now = time.time()
+        phase = "learning" if step > self.warmup else "warm-up"
+        self.seconds[phase] += now - self.mark - eval_seconds
+        self.steps[phase] += step - self.step
+        self.step, self.mark = step, now
+        if eval_return is not None:
+            self.eval_seconds, self.evals = self.eval_seconds + eval_seconds, self.evals + 1
+        if eval_return is not None or now >= self.next_print:
+            self.next_print = now + self.every_s
+            print(self.line(eval_return))
+
+    def speed(self, phase: str) -> float | None:
+        return self.steps[phase] / self.seconds[phase] if self.steps[phase] and self.seconds[phase] > 0 else None
+
+    def line(self, eval_return: float | None = None) -> str:
+        parts = [f"step {self.step:,}/{self.total:,} ({self.step / self.total:.1%})"]
+        if eval_return is not None:
+            parts.append(f"evaluation return {eval_return:.1f}")
+        warm, learn = self.speed("warm-up"), self.speed("learning")
+        if self.step < self.warmup:
+            parts.append(f"random warm-up until step {self.warmup:,}" + (f" at {warm:,.0f} steps/s" if warm else ""))
+        if learn is not None:
+            parts.append(f"learning at {learn:,.0f} steps/s")
+        if self.step < self.total:
+            if learn is None:
+                parts.append("time left: estimated once learning has started")
+            else:
+                left = (self.total - max(self.step, self.warmup)) / learn
+                if self.step < self.warmup and warm:
+                    left += (self.warmup - self.step) / warm
+                if self.evals:
+                    left += math.ceil((self.total - self.step) / self.eval_frequency) * self.eval_seconds / self.evals
+                parts.append(f"about {duration(left)} left")
+        return " | ".join(parts)
+
+
+# Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
+# python objects (RNG states, environment internals), so load only checkpoints you trust.
+CHECKPOINT_FORMAT = 1
+_PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
+
+
+def _is_plain(value: object) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, _PLAIN_STATE)
+
+
+def _env_objects(env: object) -> list:
+    """The env, then every wrapper and sub-environment under it (vector wrappers, sub-envs' wrappers), in order."""
+    objects, queue = [], [env]
+    while queue:
+        obj = queue.pop(0)
+        objects.append(obj)
+        if isinstance(getattr(obj, "envs", None), (list, tuple)):
+            queue.extend(obj.envs)
+        elif vars(obj).get("env") is not None:
+            queue.append(vars(obj)["env"])
+    return objects
+
+
+def env_state(env: object) -> list[dict]:
+    """The dynamic state of a (vector) env, wrappers and sub-envs included: each object's plain attributes
+    (counters, arrays, RNGs, deques), its spaces' RNGs, and the simulator state (MuJoCo physics, ALE emulator)."""
+    states = []
+    for obj in _env_objects(env):
+        attrs = vars(obj)
+        state = {
+            "type": type(obj).__name__,
+            "attrs": {k: copy.deepcopy(v) for k, v in attrs.items() if _is_plain(v)},
+            "spaces": {k: copy.deepcopy(v._np_random) for k, v in attrs.items() if isinstance(v, gym.spaces.Space)},
+        }
+        if type(attrs.get("data")).__name__ == "MjData":
+            import mujoco
+
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION  # positions, velocities, controls, solver warm start, time
+            state["mujoco"] = np.empty(mujoco.mj_stateSize(obj.model, spec))
+            mujoco.mj_getState(obj.model, obj.data, state["mujoco"], spec)
+        if attrs.get("ale") is not None:
+            state["ale"] = obj.ale.cloneState(include_rng=True)
+        states.append(state)
+    return states
+
+
+def set_env_state(env: object, states: list[dict]) -> None:
+    """Put a (vector) env built like the saved one into the state `env_state` recorded."""
+    objects = _env_objects(env)
+    if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
+        raise BadInput("the environment's wrappers or number of sub-environments differ from the checkpoint's")
+    for obj, state in zip(objects, states, strict=True):
+        for key, value in state["attrs"].items():
+            setattr(obj, key, copy.deepcopy(value))
+        for key, rng in state["spaces"].items():
+            vars(obj)[key]._np_random = copy.deepcopy(rng)
+        if "mujoco" in state:
+            import mujoco
+
+            mujoco.mj_setState(obj.model, obj.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        if "ale" in state:
+            obj.ale.restoreState(state["ale"])
+
+
+def make_checkpoint(
+    script: str,
+    args: object,
+    run_dir: str,
+    global_step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sparse_nets: dict[str, SparseNetwork],
+    env: object,
+    loop: dict,
+) -> dict:
+    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
+    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
+    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "script": script,
+        "args": dict(vars(args)),
+        "run_dir": run_dir,
+        "run_dir_abs": os.path.abspath(run_dir),
+        "global_step": global_step,
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
+        "env": env_state(env),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "loop": loop,
+    }
+
+
+def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
+    """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
+    checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
+    path = os.path.join(run_dir, "checkpoint.pt")
+    with open(path + ".tmp", "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
+    os.replace(path + ".tmp", path)
+    return path
+
+
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
+
+
+def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
+    """The folder of the run a checkpoint file continues: the folder holding the file when that folder has the run's
+    name (a run folder moved or copied whole continues where it now is), else the folder the checkpoint was written
+    in (a copy of the file taken out of its run folder continues the run it came from). Raise BadInput (one line)
+    when neither exists."""
+    name = os.path.basename(os.path.normpath(checkpoint["run_dir"]))
+    here = os.path.dirname(path) or "."
+    if os.path.basename(os.path.abspath(here)) == name:
+        return here
+    recorded = checkpoint.get("run_dir_abs")  # absent in checkpoints written before it was recorded
+    if recorded is None or not os.path.isdir(recorded):
+        raise BadInput(
+            f"{path} is not in its run folder {name}, and that folder is not at {recorded or 'a recorded place'}: "
+            f"to continue the run, put the checkpoint in a folder named {name} and resume that folder"
+        )
+    return recorded
+
+
+def load_checkpoint(path: str, script: str) -> dict:
+    """Read the checkpoint to resume from: a file, or the newest readable one in a run folder; its "run_dir" becomes
+    the folder the run continues in (checkpoint_run_dir). Raise BadInput (one line) for a missing, truncated or
+    corrupted file, a checkpoint of another script, a run folder that cannot be found, or a finished run."""
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, name) for name in CHECKPOINT_FILES]
+        candidates = [c for c in candidates if os.path.exists(c)]
+        if not candidates:
+            finished = os.path.exists(os.path.join(path, "summary.json"))
+            raise BadInput(
+                f"the run in {path} has finished (its summary.json is there): nothing to resume"
+                if finished
+                else f"no checkpoint.pt in {path}"
+            )
+    elif os.path.exists(path):
+        candidates = [path]
+    else:
+        raise BadInput(f"no checkpoint at {path}")
+    for candidate in candidates:  # the newest readable one; the last that cannot be read ends the search
+        try:
+            checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+            break
+        except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
+            problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
+            if candidate == candidates[-1]:
+                raise BadInput(problem) from None
+            print(f"note: {problem}; trying the previous one")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BadInput(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+    if checkpoint["script"] != script:
+        raise BadInput(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+    checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
+    if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
+        # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite the
+        # run's results
+        raise BadInput(
+            f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): nothing to resume"
+        )
+    return checkpoint
+
+
+def finish_run(run_dir: str, summary: dict) -> None:
+    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
+    they could never be used again (with the replay buffer they are large)."""
+    path = os.path.join(run_dir, "summary.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(path + ".tmp", path)
+    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
+
+
+def buffer_state(buffer: object) -> dict:
+    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
+    writes without a pickled copy (an Atari buffer is gigabytes)."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
+
+
+def load_buffer_state(buffer: object, state: dict) -> None:
+    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
+
+
+def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
+    """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
+    with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
+    would change the run being continued. `given`: the names on the command line (command_line_flags); None (a call
+    from Python) takes every argument that differs from its default as given."""
+    keep = {"resume", "checkpoint_frequency", "checkpoint_buffer"}
+    saved = {k: v for k, v in checkpoint["args"].items() if k not in keep and hasattr(args, k)}
+    if given is None:
+        defaults = type(args)(**{k: getattr(args, k) for k in keep if hasattr(args, k)})
+        given = {k for k in saved if getattr(args, k) != getattr(defaults, k)}
+    ignored = [k for k in saved if k in given and getattr(args, k) != saved[k]]
+    if ignored:
+        flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
+        print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
+    return dataclasses.replace(args, **saved)
+
+
+def restore_checkpoint(
+    checkpoint: dict,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    sparse_nets: dict[str, SparseNetwork],
+    env: object,
+) -> dict:
+    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
+    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(checkpoint["modules"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for name, sparse in sparse_nets.items():
+            sparse.load_state_dict(checkpoint["sparse"][name])
+        set_env_state(env, checkpoint["env"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
+        # lines below: keep the first of them
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
+        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+    random.setstate(checkpoint["rng"]["python"])
+    np.random.set_state(checkpoint["rng"]["numpy"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    return checkpoint["loop"]
+
+
+# --- end run infrastructure ---
+
+
 if __name__ == "__main__":
-    train(tyro.cli(Args), command_line_flags(sys.argv[1:]))
+    main(train, Args)

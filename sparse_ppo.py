@@ -10,10 +10,11 @@ one file. RigL at 90% sparsity (ERK) by default; static masks, SET and gradual m
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map of the file: `Args` (every flag); the sparse-training section (masks, per-layer sparsities, sparsity-aware init, SET
-/ RigL / gradual pruning, FLOP counts, then checkpoints and run summaries; the same text in every script of this
-project); PPO: environments, agent, evaluation; `train()`, the training loop; `__main__`. Results and every deviation
-from the papers: docs/ppo.md.
+Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
+this project); PPO: environments, agent, evaluation; `train()`, setup and the training loop; then the run-infrastructure
+section (run folder and logs, progress, summaries, checkpoints and resume; also the same text in every script, and a
+first-time reader may skip it); `__main__`. Results and every deviation from the papers: docs/ppo.md.
 """
 
 import collections
@@ -28,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, NoReturn
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -219,7 +220,7 @@ def layer_sparsities(
     sparse layers in proportion to their size, a leftover zero each to the largest). er / erk: density = eps * p_l with
     p_l = sum(shape) / prod(shape) (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps
     solved so the network keeps its budget. When eps * p_l would exceed 1, the layers with the largest p_l become dense
-    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise ValueError when the budget cannot be met.
+    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise BadInput when the budget cannot be met.
     """
     if distribution == "uniform":
         return _uniform_sparsities(shapes, sparsity, set(dense_layers))
@@ -241,7 +242,7 @@ def layer_sparsities(
             break
         eps = budget / divisor
         if eps <= 0:
-            raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+            raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
         p_max = max(raw.values())
         if eps * p_max <= 1.0:
             break
@@ -258,12 +259,12 @@ def _uniform_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, den
     sparse = sorted((name for name in shapes if name not in dense), key=lambda name: -numel[name])
     room = sum(numel[name] for name in sparse)
     if budget >= room:  # a layer left with no weight at all is not a sparse layer
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     zeros = {name: budget * numel[name] // room for name in sparse}
     for name in sparse[: budget - sum(zeros.values())]:  # fewer leftover zeros than sparse layers
         zeros[name] += 1
     if any(zeros[name] >= numel[name] for name in sparse):
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     out = dict.fromkeys(shapes, 0.0)
     for name in sparse:
         s = zeros[name] / numel[name]
@@ -325,27 +326,28 @@ def check_sparse_args(
     drop_schedule: str,
     update_interval: int,
 ) -> None:
-    """Raise ValueError with a one-line message for a sparse setting no network can be built with."""
+    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
     if method not in SPARSE_METHODS:
-        raise ValueError(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
     if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise ValueError(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
     if drop_schedule not in DROP_SCHEDULES:
-        raise ValueError(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
     for flag, value in sparsities.items():
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"--{flag} must be in [0, 1), got {value}")
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
     if not 0.0 <= drop_fraction <= 1.0:
-        raise ValueError(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
     if update_interval < 1:
-        raise ValueError(f"--update-interval must be at least 1, got {update_interval}")
+        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
 
 
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
     Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `prepare_step(optimizer)` between `loss.backward()` and `optimizer.step()`.
+    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
+    between `loss.backward()` and `optimizer.step()`.
     Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
     `apply_masks_(self.weights_of(target))` after each soft update.
     """
@@ -457,9 +459,11 @@ class SparseNetwork:
         return start <= self.step <= end and (self.step - start) % self.update_interval == 0
 
     @torch.no_grad()
-    def prepare_step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Count one gradient step, update the topology if one is due, add the step's training FLOPs, and zero the
-        gradients of inactive weights. Call between backward() and optimizer.step(). Returns True on a mask update."""
+    def update_topology_if_due(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Count one gradient step of this network; if its schedule says so, change the topology (SET / RigL
+        drop-and-grow, or a gradual-pruning step); then add the step's training FLOPs under the topology now in force.
+        Call after loss.backward() (RigL grows by the dense gradient, so before mask_gradients()) and before
+        optimizer.step(). Returns True on a mask update."""
         self.step += 1
         updated = False
         if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
@@ -479,9 +483,14 @@ class SparseNetwork:
             step_flops = 3 * self.flops
         self.train_flops += step_flops * self.batch_size
         self.dense_train_flops += 3 * self.dense_flops * self.batch_size
+        return updated
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of inactive weights, so that optimizer.step() leaves them at zero: one op for all
+        layers. Call after update_topology_if_due() (the masks of this step) and before optimizer.step()."""
         if self._mask_list:
             torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
-        return updated
 
     def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> bool:
         """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
@@ -502,7 +511,7 @@ class SparseNetwork:
             kept[torch.topk(drop_score, k, largest=False).indices] = False
             if self.method == "rigl":
                 if w.grad is None:
-                    raise RuntimeError("rigl needs the dense gradient: call prepare_step after loss.backward()")
+                    raise RuntimeError("rigl needs the dense gradient: update the topology after loss.backward()")
                 grow_score = w.grad.abs().flatten().clone()
             else:
                 grow_score = torch.rand(w.numel(), device=w.device)
@@ -567,7 +576,7 @@ class SparseNetwork:
     def load_state_dict(self, state: dict) -> None:
         shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
         if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
-            raise ValueError(f"masked layers {shapes} do not match this network's")
+            raise BadInput(f"masked layers {shapes} do not match this network's")
         for name, mask in self.masks.items():
             mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
             self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
@@ -604,6 +613,519 @@ class SparseNetwork:
             }
         )
         return out
+
+
+# --- end sparse training ---
+
+SCRIPT = "sparse_ppo"  # checkpoints name the script that wrote them
+
+
+def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (tanh), CleanRL's orthogonal init. The actor outputs action means (a Gaussian
+    with state-independent log-std) or logits (categorical)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, width: int, continuous: bool) -> None:
+        super().__init__()
+        self.continuous = continuous
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, width)),
+            nn.Tanh(),
+            layer_init(nn.Linear(width, act_dim), std=0.01),
+        )
+        # 1-D so that weight decay (weight matrices only) leaves it alone
+        self.actor_logstd = nn.Parameter(torch.zeros(act_dim)) if continuous else None
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x)
+
+    def distribution(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        out = self.actor(x)
+        if self.continuous:
+            return Normal(out, self.actor_logstd.expand_as(out).exp())
+        return Categorical(logits=out)
+
+    def get_action_and_value(
+        self, x: torch.Tensor, action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        dist = self.distribution(x)
+        if action is None:
+            action = dist.sample()
+        log_prob, entropy = dist.log_prob(action), dist.entropy()
+        if self.continuous:
+            log_prob, entropy = log_prob.sum(1), entropy.sum(1)
+        return action, log_prob, entropy, self.critic(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.actor(x)
+        return out if self.continuous else out.argmax(dim=-1)
+
+
+@torch.no_grad()
+def bootstrap_truncations(
+    reward: torch.Tensor,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+    infos: dict,
+    gamma: float,
+    value_of: Callable[[np.ndarray], torch.Tensor],
+) -> None:
+    """A time-limit truncation is not a terminal state: add gamma * V(true final observation) to the reward of every
+    env truncated (not terminated) at this step, in place. With SAME_STEP autoreset the final observations are in
+    infos["final_obs"]; `value_of` maps raw observations to values. (CleanRL's PPO treats truncation as termination.)"""
+    truncated = np.flatnonzero(truncations & ~terminations)
+    if len(truncated):
+        final = np.stack([infos["final_obs"][i] for i in truncated])
+        reward[truncated] += gamma * value_of(final)
+
+
+def evaluate(
+    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
+) -> np.ndarray:
+    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
+    statistics; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            x = obs_rms.normalize(obs) if obs_rms is not None else obs
+            with torch.no_grad():
+                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
+            action = action.cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
+
+
+def resolve_args(args: Args, continuous: bool) -> dict:
+    """Validate the arguments; return every setting: the flag's value, or the protocol's or method's tuned one."""
+    defaults = {**PROTOCOLS["continuous" if continuous else "discrete"], **TUNED[args.sparse_method]}
+    c = {key: value if getattr(args, key) is None else getattr(args, key) for key, value in defaults.items()}
+    c["actor_sparsity"] = args.sparsity if args.actor_sparsity is None else args.actor_sparsity
+    c["critic_sparsity"] = args.sparsity if args.critic_sparsity is None else args.critic_sparsity
+    sparsities = {"sparsity": args.sparsity}
+    if args.actor_sparsity is not None:
+        sparsities["actor-sparsity"] = args.actor_sparsity
+    if args.critic_sparsity is not None:
+        sparsities["critic-sparsity"] = args.critic_sparsity
+    check_sparse_args(
+        args.sparse_method,
+        sparsities,
+        args.sparsity_distribution,
+        c["drop_fraction"],
+        args.drop_schedule,
+        c["update_interval"],
+    )
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if c[name] < 1:
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
+    for name in ("hidden_width", "eval_frequency", "eval_episodes"):
+        if getattr(args, name) < 1:
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    c["batch_size"] = c["num_envs"] * c["num_steps"]
+    if c["batch_size"] % c["num_minibatches"]:
+        raise BadInput(f"--num-envs x --num-steps ({c['batch_size']}) must be divisible by --num-minibatches")
+    c["minibatch_size"] = c["batch_size"] // c["num_minibatches"]
+    c["num_iterations"] = c["total_timesteps"] // c["batch_size"]
+    if c["num_iterations"] < 1:
+        raise BadInput(f"--total-timesteps ({c['total_timesteps']}) is less than one rollout ({c['batch_size']} steps)")
+    if c["weight_decay"] < 0:
+        raise BadInput(f"--weight-decay must be non-negative, got {c['weight_decay']}")
+    return c
+
+
+def train(args: Args, given: set[str] | None = None) -> dict:
+    """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
+    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume, SCRIPT)
+        args = resume_args(args, checkpoint, given)
+    check_optional_dependencies(args.track, args.capture_video)
+    quiet_mujoco()
+    if is_atari_id(args.env_id):
+        raise BadInput(
+            f"{args.env_id} is an Atari game: PPO here trains on environments with flat observation vectors and Box "
+            "or Discrete actions (MuJoCo, classic control); for Atari use sparse_dqn_atari.py"
+        )
+    try:
+        probe = gym.make(args.env_id)
+    except gym.error.Error as e:
+        raise BadInput(f"cannot make --env-id {args.env_id}: {e}") from None
+    continuous = isinstance(probe.action_space, gym.spaces.Box)
+    if not continuous and not isinstance(probe.action_space, gym.spaces.Discrete):
+        raise BadInput(
+            f"{args.env_id} has a {type(probe.action_space).__name__} action space; PPO here needs Box or Discrete"
+        )
+    if len(probe.observation_space.shape or ()) != 1:
+        raise BadInput(
+            f"{args.env_id} has observations of shape {probe.observation_space.shape}; this PPO needs flat vectors"
+        )
+    probe.close()
+    c = resolve_args(args, continuous)
+
+    # Gradient steps: update_epochs x num_minibatches per rollout; every schedule counts them.
+    grad_steps = c["num_iterations"] * c["update_epochs"] * c["num_minibatches"]
+    update_end = args.update_end if args.update_end is not None else int(0.8 * grad_steps)
+    prune_start = args.prune_start if args.prune_start is not None else int(PRUNE_WINDOW[0] * grad_steps)
+    prune_end = args.prune_end if args.prune_end is not None else int(PRUNE_WINDOW[1] * grad_steps)
+    if args.sparse_method == "prune" and prune_end <= prune_start:
+        raise BadInput(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+    note_if_no_topology_updates(
+        args.sparse_method, args.update_start, update_end, c["update_interval"], grad_steps, "80% of the gradient steps"
+    )
+
+    if args.checkpoint_frequency < 0:
+        raise BadInput(
+            f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
+
+    run_name, run_dir, device = start_run(args, checkpoint)
+
+    # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
+    # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(c["num_envs"])],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # returns of the raw rewards
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape)) if continuous else int(envs.single_action_space.n)
+    obs_rms = RunningMeanStd((obs_dim,)) if c["norm_obs"] else None
+    return_rms = RunningMeanStd() if c["norm_reward"] else None
+    discounted_return = np.zeros(c["num_envs"])
+
+    agent = Agent(obs_dim, act_dim, args.hidden_width, continuous).to(device)
+    example_obs = torch.zeros(1, obs_dim, device=device)
+    sparse_kwargs = dict(
+        batch_size=c["minibatch_size"],
+        method=args.sparse_method,
+        distribution=args.sparsity_distribution,
+        dense_first_layer=args.dense_first_layer,
+        dense_output_layer=args.dense_output_layer,
+        sparsity_aware_init=c["sparsity_aware_init"],
+        update_interval=c["update_interval"],
+        drop_fraction=c["drop_fraction"],
+        drop_schedule=args.drop_schedule,
+        update_start=args.update_start,
+        update_end=update_end,
+        prune_start=prune_start,
+        prune_end=prune_end,
+    )
+    actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=c["actor_sparsity"], **sparse_kwargs)
+    critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=c["critic_sparsity"], **sparse_kwargs)
+    sparse_nets = {"actor": actor_sparse, "critic": critic_sparse}
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md). eps 1e-5 is
+    # CleanRL's.
+    groups = weight_decay_groups([agent], c["weight_decay"])
+    optimizer = torch.optim.Adam(groups, lr=c["learning_rate"], eps=1e-5, fused=True)
+
+    # Rollout storage
+    n, e = c["num_steps"], c["num_envs"]
+    obs = torch.zeros((n, e, obs_dim), device=device)
+    actions = torch.zeros((n, e, act_dim) if continuous else (n, e), device=device)
+    logprobs = torch.zeros((n, e), device=device)
+    rewards = torch.zeros((n, e), device=device)
+    dones = torch.zeros((n, e), device=device)
+    values = torch.zeros((n, e), device=device)
+
+    def prepare_obs(raw: np.ndarray, update: bool) -> np.ndarray:
+        if obs_rms is None:
+            return raw
+        if update:
+            obs_rms.update(raw)
+        return obs_rms.normalize(raw)
+
+    eval_env = gym.make(args.env_id)
+    evaluations: list[tuple[int, float]] = []
+    next_eval, next_checkpoint = args.eval_frequency, args.checkpoint_frequency
+    global_step, grad_step, start_iteration = 0, 0, 1
+    start_time, eval_seconds = time.time(), 0.0
+    raw_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
+    next_done = torch.zeros(e, device=device)
+    low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
+    if checkpoint is not None:
+        loop = restore_checkpoint(checkpoint, {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs)
+    # Every check has passed: from here on the run writes to its folder.
+    if checkpoint is None:
+        writer = open_logs(args, c, run_name, run_dir)
+        log_sparsity(writer, sparse_nets, 0)
+    else:
+        # The checkpoint comes after its rollout's update, which logged at its step: the next rollout logs after it.
+        writer = open_logs(args, c, run_name, run_dir, checkpoint["global_step"] + 1, loop["evaluations"])
+    start_step = 0 if checkpoint is None else checkpoint["global_step"]
+    total = c["num_iterations"] * c["batch_size"]
+    print_plan(run_dir, total, 0, args.eval_frequency, args.eval_episodes, args.checkpoint_frequency, start_step)
+    if checkpoint is not None:
+        start_iteration, global_step, grad_step = loop["iteration"], loop["global_step"], loop["grad_step"]
+        next_obs, next_done = loop["next_obs"].to(device), loop["next_done"].to(device)
+        for rms, saved in ((obs_rms, loop["obs_rms"]), (return_rms, loop["return_rms"])):
+            if rms is not None:  # plain statistics, not pickled objects: a checkpoint loads anywhere
+                rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
+        discounted_return = loop["discounted_return"]
+        evaluations, next_eval, next_checkpoint = loop["evaluations"], loop["next_eval"], loop["next_checkpoint"]
+        start_time = time.time() - loop["elapsed_s"] - loop["eval_s"]
+        eval_seconds = loop["eval_s"]
+        print(f"resumed {run_dir} at step {global_step}")
+
+    progress = Progress(total, 0, args.eval_frequency, start_step)
+    for iteration in range(start_iteration, c["num_iterations"] + 1):
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / c["num_iterations"]
+            for group in optimizer.param_groups:
+                group["lr"] = frac * c["learning_rate"]
+
+        for step in range(n):
+            global_step += e
+            obs[step], dones[step] = next_obs, next_done
+            with torch.no_grad():
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
+            values[step], actions[step], logprobs[step] = value.flatten(), action, logprob
+
+            env_action = action.cpu().numpy()
+            if continuous:
+                env_action = np.clip(env_action, low, high)  # the unclipped sample is what the policy is trained on
+            raw_obs, reward, terminations, truncations, infos = envs.step(env_action)
+            done = np.logical_or(terminations, truncations)
+            if return_rms is not None:  # reward scaling by the std of the discounted return (gymnasium's way)
+                discounted_return = discounted_return * args.gamma * (1 - terminations) + reward
+                return_rms.update(discounted_return)
+                reward = np.clip(reward / np.sqrt(return_rms.var + 1e-8), -10.0, 10.0)
+                discounted_return[done] = 0.0
+            reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
+            bootstrap_truncations(
+                reward,
+                terminations,
+                truncations,
+                infos,
+                args.gamma,
+                lambda final: agent.get_value(
+                    torch.as_tensor(prepare_obs(final, False), dtype=torch.float32, device=device)
+                ).flatten(),
+            )
+            rewards[step] = reward
+            next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
+            next_done = torch.as_tensor(done, dtype=torch.float32, device=device)
+
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):
+                    writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                    writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+
+        # Generalized advantage estimation; an episode end (termination or truncation) cuts the recursion.
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs).reshape(1, -1)
+            advantages = torch.zeros_like(rewards)
+            lastgaelam = 0
+            for t in reversed(range(n)):
+                if t == n - 1:
+                    nextnonterminal, nextvalues = 1.0 - next_done, next_value
+                else:
+                    nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
+                delta = rewards[t] + args.gamma * nextvalues * nextnonterminal - values[t]
+                advantages[t] = lastgaelam = delta + args.gamma * args.gae_lambda * nextnonterminal * lastgaelam
+            returns = advantages + values
+
+        b_obs = obs.reshape((-1, obs_dim))
+        b_logprobs = logprobs.reshape(-1)
+        b_actions = actions.reshape((-1, act_dim) if continuous else (-1,))
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+
+        b_inds = np.arange(c["batch_size"])
+        clipfracs = []
+        for _ in range(c["update_epochs"]):
+            np.random.shuffle(b_inds)
+            for start in range(0, c["batch_size"], c["minibatch_size"]):
+                mb_inds = b_inds[start : start + c["minibatch_size"]]
+                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfracs.append((ratio - 1.0).abs().gt(args.clip_coef).float().mean())
+
+                mb_advantages = b_advantages[mb_inds]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                pg_loss1 = -mb_advantages * ratio
+                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+                newvalue = newvalue.view(-1)
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(
+                        newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef
+                    )
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                entropy_loss = entropy.mean()
+                loss = pg_loss - c["ent_coef"] * entropy_loss + v_loss * args.vf_coef
+
+                optimizer.zero_grad()
+                loss.backward()
+                grad_step += 1
+                # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+                # inactive weights lose their gradients so the optimizer cannot move them.
+                # Masked before clipping, so the gradient norm counts active weights only.
+                for sparse_net in (actor_sparse, critic_sparse):
+                    sparse_net.update_topology_if_due(optimizer)
+                    sparse_net.mask_gradients()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+                if grad_step % c["update_interval"] == 0:
+                    log_sparsity(writer, sparse_nets, global_step)
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time - eval_seconds)), global_step)
+
+        if global_step >= next_eval or iteration == c["num_iterations"]:
+            while next_eval <= global_step:
+                next_eval += args.eval_frequency
+            eval_start = time.time()
+            ep_returns = evaluate(agent, eval_env, args.eval_episodes, obs_rms, args.seed + 100, device)
+            eval_seconds += time.time() - eval_start
+            evaluations.append((global_step, float(ep_returns.mean())))
+            writer.add_scalar("eval/episodic_return", ep_returns.mean(), global_step)
+            progress.update(global_step, float(ep_returns.mean()), time.time() - eval_start)
+
+        if args.checkpoint_frequency and global_step >= next_checkpoint and iteration < c["num_iterations"]:
+            while next_checkpoint <= global_step:
+                next_checkpoint += args.checkpoint_frequency
+            writer.flush()
+            loop = {
+                "iteration": iteration + 1,
+                "global_step": global_step,
+                "grad_step": grad_step,
+                "next_obs": next_obs,
+                "next_done": next_done,
+                "obs_rms": obs_rms.state() if obs_rms is not None else None,
+                "return_rms": return_rms.state() if return_rms is not None else None,
+                "discounted_return": discounted_return,
+                "evaluations": evaluations,
+                "next_eval": next_eval,
+                "next_checkpoint": next_checkpoint,
+                "elapsed_s": time.time() - start_time - eval_seconds,
+                "eval_s": eval_seconds,
+            }
+            modules, optimizers = {"agent": agent}, {"optimizer": optimizer}
+            save_checkpoint(
+                run_dir,
+                make_checkpoint(SCRIPT, args, run_dir, global_step, modules, optimizers, sparse_nets, envs, loop),
+            )
+        progress.update(global_step)
+
+    log_sparsity(writer, sparse_nets, global_step)
+    summary = {
+        "script": args.exp_name,
+        "env_id": args.env_id,
+        "sparse_method": args.sparse_method,
+        "seed": args.seed,
+        "total_timesteps": global_step,
+        **run_summary(sparse_nets, evaluations),
+        "settings": c,
+        "wall_time_s": time.time() - start_time,
+        # PPO learns on every step; speed = environment steps per second, evaluation excluded
+        "learning_sps": global_step / (time.time() - start_time - eval_seconds),
+        "run_dir": run_dir,
+        "args": asdict(args),
+    }
+    if args.save_model:
+        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save(
+            {
+                "args": asdict(args),
+                "settings": c,
+                "obs_dim": obs_dim,
+                "act_dim": act_dim,
+                "continuous": continuous,
+                "agent": agent.state_dict(),
+                "masks": {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in sparse_nets.items()},
+                "obs_rms": obs_rms.state() if obs_rms is not None else None,
+            },
+            model_path,
+        )
+        summary["model_path"] = model_path
+        print(f"model saved to {model_path}")
+
+    finish_run(run_dir, summary)  # after the model is saved, so that summary.json names it too
+    print_summary(summary)
+    envs.close()
+    eval_env.close()
+    writer.close()
+    return summary
+
+
+# --- run infrastructure (identical in every script; a first-time reader may skip it) ---
+# Everything a run needs around the algorithm and nothing the algorithm needs: the run folder and logs, progress
+# lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states, environment state)
+# and resuming from them, and the one-line refusal of bad input. train() calls these; reading train() does not
+# require reading them.
 
 
 def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
@@ -661,18 +1183,29 @@ def print_summary(summary: dict) -> None:
 
 
 def check_optional_dependencies(track: bool, capture_video: bool) -> None:
-    """Raise ValueError (one line) when --track or --capture-video is asked for without its package installed."""
+    """Raise BadInput (one line) when --track or --capture-video is asked for without its package installed."""
     for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
         if wanted:
             try:
                 __import__(module)
             except ImportError:
-                raise ValueError(f"{flag} needs {module}: pip install {module}") from None
+                raise BadInput(f"{flag} needs {module}: pip install {module}") from None
 
 
-def fail(message: str) -> NoReturn:
-    """Stop before training with a one-line error."""
-    sys.exit(f"error: {message}")
+class BadInput(ValueError):
+    """Input a run refuses: a flag, a combination of flags, a checkpoint. Raised where the problem is found (in the
+    sparse-training section too: names resolve when called); `main` prints it as the one line `error: ...`, before the
+    run has written anything."""
+
+
+def main(train: Callable[..., dict], args_class: type) -> None:
+    """The command line: parse the flags into `args_class` and train. Bad input, wherever it is found, ends the run
+    here with one line on stderr and exit status 1 (a bug still shows its traceback: only BadInput is caught)."""
+    args = tyro.cli(args_class)
+    try:
+        train(args, command_line_flags(sys.argv[1:]))
+    except BadInput as e:
+        sys.exit(f"error: {e}")
 
 
 def command_line_flags(argv: list[str]) -> set[str]:
@@ -734,7 +1267,7 @@ def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, t
     python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
     creates the run's folder once every check that can refuse the run has passed."""
     if args.torch_threads < 1:
-        fail(f"--torch-threads must be at least 1, got {args.torch_threads}")
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
     env_name = args.env_id.replace("/", "_")
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
@@ -930,7 +1463,7 @@ def set_env_state(env: object, states: list[dict]) -> None:
     """Put a (vector) env built like the saved one into the state `env_state` recorded."""
     objects = _env_objects(env)
     if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
-        raise ValueError("the environment's wrappers or number of sub-environments differ from the checkpoint's")
+        raise BadInput("the environment's wrappers or number of sub-environments differ from the checkpoint's")
     for obj, state in zip(objects, states, strict=True):
         for key, value in state["attrs"].items():
             setattr(obj, key, copy.deepcopy(value))
@@ -999,7 +1532,7 @@ CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
     """The folder of the run a checkpoint file continues: the folder holding the file when that folder has the run's
     name (a run folder moved or copied whole continues where it now is), else the folder the checkpoint was written
-    in (a copy of the file taken out of its run folder continues the run it came from). Raise ValueError (one line)
+    in (a copy of the file taken out of its run folder continues the run it came from). Raise BadInput (one line)
     when neither exists."""
     name = os.path.basename(os.path.normpath(checkpoint["run_dir"]))
     here = os.path.dirname(path) or "."
@@ -1007,7 +1540,7 @@ def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
         return here
     recorded = checkpoint.get("run_dir_abs")  # absent in checkpoints written before it was recorded
     if recorded is None or not os.path.isdir(recorded):
-        raise ValueError(
+        raise BadInput(
             f"{path} is not in its run folder {name}, and that folder is not at {recorded or 'a recorded place'}: "
             f"to continue the run, put the checkpoint in a folder named {name} and resume that folder"
         )
@@ -1016,14 +1549,14 @@ def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
 
 def load_checkpoint(path: str, script: str) -> dict:
     """Read the checkpoint to resume from: a file, or the newest readable one in a run folder; its "run_dir" becomes
-    the folder the run continues in (checkpoint_run_dir). Raise ValueError (one line) for a missing, truncated or
+    the folder the run continues in (checkpoint_run_dir). Raise BadInput (one line) for a missing, truncated or
     corrupted file, a checkpoint of another script, a run folder that cannot be found, or a finished run."""
     if os.path.isdir(path):
         candidates = [os.path.join(path, name) for name in CHECKPOINT_FILES]
         candidates = [c for c in candidates if os.path.exists(c)]
         if not candidates:
             finished = os.path.exists(os.path.join(path, "summary.json"))
-            raise ValueError(
+            raise BadInput(
                 f"the run in {path} has finished (its summary.json is there): nothing to resume"
                 if finished
                 else f"no checkpoint.pt in {path}"
@@ -1031,30 +1564,28 @@ def load_checkpoint(path: str, script: str) -> dict:
     elif os.path.exists(path):
         candidates = [path]
     else:
-        raise ValueError(f"no checkpoint at {path}")
-    for candidate in candidates:
+        raise BadInput(f"no checkpoint at {path}")
+    for candidate in candidates:  # the newest readable one; the last that cannot be read ends the search
         try:
             checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+            break
         except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
             problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
             if candidate == candidates[-1]:
-                raise ValueError(problem) from None
+                raise BadInput(problem) from None
             print(f"note: {problem}; trying the previous one")
-            continue
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
-        if checkpoint["script"] != script:
-            raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
-        checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
-        if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
-            # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite
-            # the run's results
-            raise ValueError(
-                f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): "
-                "nothing to resume"
-            )
-        return checkpoint
-    raise AssertionError("unreachable")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BadInput(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+    if checkpoint["script"] != script:
+        raise BadInput(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+    checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
+    if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
+        # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite the
+        # run's results
+        raise BadInput(
+            f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): nothing to resume"
+        )
+    return checkpoint
 
 
 def finish_run(run_dir: str, summary: dict) -> None:
@@ -1104,7 +1635,7 @@ def restore_checkpoint(
     env: object,
 ) -> dict:
     """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise ValueError (one line) when the networks or environments do not match the checkpoint's."""
+    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
     try:
         for name, module in modules.items():
             module.load_state_dict(checkpoint["modules"][name])
@@ -1118,7 +1649,7 @@ def restore_checkpoint(
         # lines below: keep the first of them
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
         reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
     random.setstate(checkpoint["rng"]["python"])
     np.random.set_state(checkpoint["rng"]["numpy"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -1127,518 +1658,8 @@ def restore_checkpoint(
     return checkpoint["loop"]
 
 
-# --- end sparse training ---
-
-SCRIPT = "sparse_ppo"  # checkpoints name the script that wrote them
-
-
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-class RunningMeanStd:
-    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
-
-    def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-
-    def update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
-
-    def state(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-
-def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class Agent(nn.Module):
-    """Separate actor and critic MLPs (tanh), CleanRL's orthogonal init. The actor outputs action means (a Gaussian
-    with state-independent log-std) or logits (categorical)."""
-
-    def __init__(self, obs_dim: int, act_dim: int, width: int, continuous: bool) -> None:
-        super().__init__()
-        self.continuous = continuous
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, 1), std=1.0),
-        )
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, act_dim), std=0.01),
-        )
-        # 1-D so that weight decay (weight matrices only) leaves it alone
-        self.actor_logstd = nn.Parameter(torch.zeros(act_dim)) if continuous else None
-
-    def get_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x)
-
-    def distribution(self, x: torch.Tensor) -> torch.distributions.Distribution:
-        out = self.actor(x)
-        if self.continuous:
-            return Normal(out, self.actor_logstd.expand_as(out).exp())
-        return Categorical(logits=out)
-
-    def get_action_and_value(
-        self, x: torch.Tensor, action: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        dist = self.distribution(x)
-        if action is None:
-            action = dist.sample()
-        log_prob, entropy = dist.log_prob(action), dist.entropy()
-        if self.continuous:
-            log_prob, entropy = log_prob.sum(1), entropy.sum(1)
-        return action, log_prob, entropy, self.critic(x)
-
-    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.actor(x)
-        return out if self.continuous else out.argmax(dim=-1)
-
-
-@torch.no_grad()
-def bootstrap_truncations(
-    reward: torch.Tensor,
-    terminations: np.ndarray,
-    truncations: np.ndarray,
-    infos: dict,
-    gamma: float,
-    value_of: Callable[[np.ndarray], torch.Tensor],
-) -> None:
-    """A time-limit truncation is not a terminal state: add gamma * V(true final observation) to the reward of every
-    env truncated (not terminated) at this step, in place. With SAME_STEP autoreset the final observations are in
-    infos["final_obs"]; `value_of` maps raw observations to values. (CleanRL's PPO treats truncation as termination.)"""
-    truncated = np.flatnonzero(truncations & ~terminations)
-    if len(truncated):
-        final = np.stack([infos["final_obs"][i] for i in truncated])
-        reward[truncated] += gamma * value_of(final)
-
-
-def evaluate(
-    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
-) -> np.ndarray:
-    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
-    statistics; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            x = obs_rms.normalize(obs) if obs_rms is not None else obs
-            with torch.no_grad():
-                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
-            action = action.cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
-def resolve_args(args: Args, continuous: bool) -> dict:
-    """Validate the arguments; return every setting: the flag's value, or the protocol's or method's tuned one."""
-    defaults = {**PROTOCOLS["continuous" if continuous else "discrete"], **TUNED[args.sparse_method]}
-    c = {key: value if getattr(args, key) is None else getattr(args, key) for key, value in defaults.items()}
-    c["actor_sparsity"] = args.sparsity if args.actor_sparsity is None else args.actor_sparsity
-    c["critic_sparsity"] = args.sparsity if args.critic_sparsity is None else args.critic_sparsity
-    sparsities = {"sparsity": args.sparsity}
-    if args.actor_sparsity is not None:
-        sparsities["actor-sparsity"] = args.actor_sparsity
-    if args.critic_sparsity is not None:
-        sparsities["critic-sparsity"] = args.critic_sparsity
-    try:
-        check_sparse_args(
-            args.sparse_method,
-            sparsities,
-            args.sparsity_distribution,
-            c["drop_fraction"],
-            args.drop_schedule,
-            c["update_interval"],
-        )
-    except ValueError as e:
-        fail(str(e))
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
-        if c[name] < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
-    for name in ("hidden_width", "eval_frequency", "eval_episodes"):
-        if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    c["batch_size"] = c["num_envs"] * c["num_steps"]
-    if c["batch_size"] % c["num_minibatches"]:
-        fail(f"--num-envs x --num-steps ({c['batch_size']}) must be divisible by --num-minibatches")
-    c["minibatch_size"] = c["batch_size"] // c["num_minibatches"]
-    c["num_iterations"] = c["total_timesteps"] // c["batch_size"]
-    if c["num_iterations"] < 1:
-        fail(f"--total-timesteps ({c['total_timesteps']}) is less than one rollout ({c['batch_size']} steps)")
-    if c["weight_decay"] < 0:
-        fail(f"--weight-decay must be non-negative, got {c['weight_decay']}")
-    return c
-
-
-def train(args: Args, given: set[str] | None = None) -> dict:
-    """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
-    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
-    checkpoint = None
-    if args.resume:
-        try:
-            checkpoint = load_checkpoint(args.resume, SCRIPT)
-        except ValueError as e:
-            fail(str(e))
-        args = resume_args(args, checkpoint, given)
-    try:
-        check_optional_dependencies(args.track, args.capture_video)
-    except ValueError as e:
-        fail(str(e))
-    quiet_mujoco()
-    if is_atari_id(args.env_id):
-        fail(
-            f"{args.env_id} is an Atari game: PPO here trains on environments with flat observation vectors and Box "
-            "or Discrete actions (MuJoCo, classic control); for Atari use sparse_dqn_atari.py"
-        )
-    try:
-        probe = gym.make(args.env_id)
-    except gym.error.Error as e:
-        fail(f"cannot make --env-id {args.env_id}: {e}")
-    continuous = isinstance(probe.action_space, gym.spaces.Box)
-    if not continuous and not isinstance(probe.action_space, gym.spaces.Discrete):
-        fail(f"{args.env_id} has a {type(probe.action_space).__name__} action space; PPO here needs Box or Discrete")
-    if len(probe.observation_space.shape or ()) != 1:
-        fail(f"{args.env_id} has observations of shape {probe.observation_space.shape}; this PPO needs flat vectors")
-    probe.close()
-    c = resolve_args(args, continuous)
-
-    # Gradient steps: update_epochs x num_minibatches per rollout; every schedule counts them.
-    grad_steps = c["num_iterations"] * c["update_epochs"] * c["num_minibatches"]
-    update_end = args.update_end if args.update_end is not None else int(0.8 * grad_steps)
-    prune_start = args.prune_start if args.prune_start is not None else int(PRUNE_WINDOW[0] * grad_steps)
-    prune_end = args.prune_end if args.prune_end is not None else int(PRUNE_WINDOW[1] * grad_steps)
-    if args.sparse_method == "prune" and prune_end <= prune_start:
-        fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
-    note_if_no_topology_updates(
-        args.sparse_method, args.update_start, update_end, c["update_interval"], grad_steps, "80% of the gradient steps"
-    )
-
-    if args.checkpoint_frequency < 0:
-        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
-
-    run_name, run_dir, device = start_run(args, checkpoint)
-
-    # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
-    # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(c["num_envs"])],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # returns of the raw rewards
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape)) if continuous else int(envs.single_action_space.n)
-    obs_rms = RunningMeanStd((obs_dim,)) if c["norm_obs"] else None
-    return_rms = RunningMeanStd() if c["norm_reward"] else None
-    discounted_return = np.zeros(c["num_envs"])
-
-    agent = Agent(obs_dim, act_dim, args.hidden_width, continuous).to(device)
-    example_obs = torch.zeros(1, obs_dim, device=device)
-    sparse_kwargs = dict(
-        batch_size=c["minibatch_size"],
-        method=args.sparse_method,
-        distribution=args.sparsity_distribution,
-        dense_first_layer=args.dense_first_layer,
-        dense_output_layer=args.dense_output_layer,
-        sparsity_aware_init=c["sparsity_aware_init"],
-        update_interval=c["update_interval"],
-        drop_fraction=c["drop_fraction"],
-        drop_schedule=args.drop_schedule,
-        update_start=args.update_start,
-        update_end=update_end,
-        prune_start=prune_start,
-        prune_end=prune_end,
-    )
-    try:
-        actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=c["actor_sparsity"], **sparse_kwargs)
-        critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=c["critic_sparsity"], **sparse_kwargs)
-    except ValueError as e:
-        fail(str(e))
-    sparse_nets = {"actor": actor_sparse, "critic": critic_sparse}
-    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md). eps 1e-5 is
-    # CleanRL's.
-    groups = weight_decay_groups([agent], c["weight_decay"])
-    optimizer = torch.optim.Adam(groups, lr=c["learning_rate"], eps=1e-5, fused=True)
-
-    # Rollout storage
-    n, e = c["num_steps"], c["num_envs"]
-    obs = torch.zeros((n, e, obs_dim), device=device)
-    actions = torch.zeros((n, e, act_dim) if continuous else (n, e), device=device)
-    logprobs = torch.zeros((n, e), device=device)
-    rewards = torch.zeros((n, e), device=device)
-    dones = torch.zeros((n, e), device=device)
-    values = torch.zeros((n, e), device=device)
-
-    def prepare_obs(raw: np.ndarray, update: bool) -> np.ndarray:
-        if obs_rms is None:
-            return raw
-        if update:
-            obs_rms.update(raw)
-        return obs_rms.normalize(raw)
-
-    eval_env = gym.make(args.env_id)
-    evaluations: list[tuple[int, float]] = []
-    next_eval, next_checkpoint = args.eval_frequency, args.checkpoint_frequency
-    global_step, grad_step, start_iteration = 0, 0, 1
-    start_time, eval_seconds = time.time(), 0.0
-    raw_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
-    next_done = torch.zeros(e, device=device)
-    low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
-    if checkpoint is not None:
-        try:
-            loop = restore_checkpoint(checkpoint, {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs)
-        except ValueError as e:
-            fail(str(e))
-    # Every check has passed: from here on the run writes to its folder.
-    if checkpoint is None:
-        writer = open_logs(args, c, run_name, run_dir)
-        log_sparsity(writer, sparse_nets, 0)
-    else:
-        # The checkpoint comes after its rollout's update, which logged at its step: the next rollout logs after it.
-        writer = open_logs(args, c, run_name, run_dir, checkpoint["global_step"] + 1, loop["evaluations"])
-    start_step = 0 if checkpoint is None else checkpoint["global_step"]
-    total = c["num_iterations"] * c["batch_size"]
-    print_plan(run_dir, total, 0, args.eval_frequency, args.eval_episodes, args.checkpoint_frequency, start_step)
-    if checkpoint is not None:
-        start_iteration, global_step, grad_step = loop["iteration"], loop["global_step"], loop["grad_step"]
-        next_obs, next_done = loop["next_obs"].to(device), loop["next_done"].to(device)
-        for rms, saved in ((obs_rms, loop["obs_rms"]), (return_rms, loop["return_rms"])):
-            if rms is not None:  # plain statistics, not pickled objects: a checkpoint loads anywhere
-                rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
-        discounted_return = loop["discounted_return"]
-        evaluations, next_eval, next_checkpoint = loop["evaluations"], loop["next_eval"], loop["next_checkpoint"]
-        start_time = time.time() - loop["elapsed_s"] - loop["eval_s"]
-        eval_seconds = loop["eval_s"]
-        print(f"resumed {run_dir} at step {global_step}")
-
-    progress = Progress(total, 0, args.eval_frequency, start_step)
-    for iteration in range(start_iteration, c["num_iterations"] + 1):
-        if args.anneal_lr:
-            frac = 1.0 - (iteration - 1.0) / c["num_iterations"]
-            for group in optimizer.param_groups:
-                group["lr"] = frac * c["learning_rate"]
-
-        for step in range(n):
-            global_step += e
-            obs[step], dones[step] = next_obs, next_done
-            with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
-            values[step], actions[step], logprobs[step] = value.flatten(), action, logprob
-
-            env_action = action.cpu().numpy()
-            if continuous:
-                env_action = np.clip(env_action, low, high)  # the unclipped sample is what the policy is trained on
-            raw_obs, reward, terminations, truncations, infos = envs.step(env_action)
-            done = np.logical_or(terminations, truncations)
-            if return_rms is not None:  # reward scaling by the std of the discounted return (gymnasium's way)
-                discounted_return = discounted_return * args.gamma * (1 - terminations) + reward
-                return_rms.update(discounted_return)
-                reward = np.clip(reward / np.sqrt(return_rms.var + 1e-8), -10.0, 10.0)
-                discounted_return[done] = 0.0
-            reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            bootstrap_truncations(
-                reward,
-                terminations,
-                truncations,
-                infos,
-                args.gamma,
-                lambda final: agent.get_value(
-                    torch.as_tensor(prepare_obs(final, False), dtype=torch.float32, device=device)
-                ).flatten(),
-            )
-            rewards[step] = reward
-            next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
-            next_done = torch.as_tensor(done, dtype=torch.float32, device=device)
-
-            if "episode" in infos:
-                for i in np.flatnonzero(infos["_episode"]):
-                    writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                    writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-
-        # Generalized advantage estimation; an episode end (termination or truncation) cuts the recursion.
-        with torch.no_grad():
-            next_value = agent.get_value(next_obs).reshape(1, -1)
-            advantages = torch.zeros_like(rewards)
-            lastgaelam = 0
-            for t in reversed(range(n)):
-                if t == n - 1:
-                    nextnonterminal, nextvalues = 1.0 - next_done, next_value
-                else:
-                    nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
-                delta = rewards[t] + args.gamma * nextvalues * nextnonterminal - values[t]
-                advantages[t] = lastgaelam = delta + args.gamma * args.gae_lambda * nextnonterminal * lastgaelam
-            returns = advantages + values
-
-        b_obs = obs.reshape((-1, obs_dim))
-        b_logprobs = logprobs.reshape(-1)
-        b_actions = actions.reshape((-1, act_dim) if continuous else (-1,))
-        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
-
-        b_inds = np.arange(c["batch_size"])
-        clipfracs = []
-        for _ in range(c["update_epochs"]):
-            np.random.shuffle(b_inds)
-            for start in range(0, c["batch_size"], c["minibatch_size"]):
-                mb_inds = b_inds[start : start + c["minibatch_size"]]
-                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
-                logratio = newlogprob - b_logprobs[mb_inds]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs.append((ratio - 1.0).abs().gt(args.clip_coef).float().mean())
-
-                mb_advantages = b_advantages[mb_inds]
-                if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-                pg_loss1 = -mb_advantages * ratio
-                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
-                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
-
-                newvalue = newvalue.view(-1)
-                if args.clip_vloss:
-                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
-                    v_clipped = b_values[mb_inds] + torch.clamp(
-                        newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef
-                    )
-                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
-                    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
-                else:
-                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
-
-                entropy_loss = entropy.mean()
-                loss = pg_loss - c["ent_coef"] * entropy_loss + v_loss * args.vf_coef
-
-                optimizer.zero_grad()
-                loss.backward()
-                grad_step += 1
-                # mask before clipping, so the gradient norm counts active weights only
-                actor_sparse.prepare_step(optimizer)
-                critic_sparse.prepare_step(optimizer)
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
-                if grad_step % c["update_interval"] == 0:
-                    log_sparsity(writer, sparse_nets, global_step)
-
-        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
-        var_y = np.var(y_true)
-        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
-        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
-        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
-        writer.add_scalar("losses/explained_variance", explained_var, global_step)
-        writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time - eval_seconds)), global_step)
-
-        if global_step >= next_eval or iteration == c["num_iterations"]:
-            while next_eval <= global_step:
-                next_eval += args.eval_frequency
-            eval_start = time.time()
-            ep_returns = evaluate(agent, eval_env, args.eval_episodes, obs_rms, args.seed + 100, device)
-            eval_seconds += time.time() - eval_start
-            evaluations.append((global_step, float(ep_returns.mean())))
-            writer.add_scalar("eval/episodic_return", ep_returns.mean(), global_step)
-            progress.update(global_step, float(ep_returns.mean()), time.time() - eval_start)
-
-        if args.checkpoint_frequency and global_step >= next_checkpoint and iteration < c["num_iterations"]:
-            while next_checkpoint <= global_step:
-                next_checkpoint += args.checkpoint_frequency
-            writer.flush()
-            loop = {
-                "iteration": iteration + 1,
-                "global_step": global_step,
-                "grad_step": grad_step,
-                "next_obs": next_obs,
-                "next_done": next_done,
-                "obs_rms": obs_rms.state() if obs_rms is not None else None,
-                "return_rms": return_rms.state() if return_rms is not None else None,
-                "discounted_return": discounted_return,
-                "evaluations": evaluations,
-                "next_eval": next_eval,
-                "next_checkpoint": next_checkpoint,
-                "elapsed_s": time.time() - start_time - eval_seconds,
-                "eval_s": eval_seconds,
-            }
-            modules, optimizers = {"agent": agent}, {"optimizer": optimizer}
-            save_checkpoint(
-                run_dir,
-                make_checkpoint(SCRIPT, args, run_dir, global_step, modules, optimizers, sparse_nets, envs, loop),
-            )
-        progress.update(global_step)
-
-    log_sparsity(writer, sparse_nets, global_step)
-    summary = {
-        "script": args.exp_name,
-        "env_id": args.env_id,
-        "sparse_method": args.sparse_method,
-        "seed": args.seed,
-        "total_timesteps": global_step,
-        **run_summary(sparse_nets, evaluations),
-        "settings": c,
-        "wall_time_s": time.time() - start_time,
-        # PPO learns on every step; speed = environment steps per second, evaluation excluded
-        "learning_sps": global_step / (time.time() - start_time - eval_seconds),
-        "run_dir": run_dir,
-        "args": asdict(args),
-    }
-    finish_run(run_dir, summary)
-
-    if args.save_model:
-        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        torch.save(
-            {
-                "args": asdict(args),
-                "settings": c,
-                "obs_dim": obs_dim,
-                "act_dim": act_dim,
-                "continuous": continuous,
-                "agent": agent.state_dict(),
-                "masks": {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in sparse_nets.items()},
-                "obs_rms": obs_rms.state() if obs_rms is not None else None,
-            },
-            model_path,
-        )
-        summary["model_path"] = model_path
-        print(f"model saved to {model_path}")
-
-    print_summary(summary)
-    envs.close()
-    eval_env.close()
-    writer.close()
-    return summary
+# --- end run infrastructure ---
 
 
 if __name__ == "__main__":
-    train(tyro.cli(Args), command_line_flags(sys.argv[1:]))
+    main(train, Args)

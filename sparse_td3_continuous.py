@@ -10,10 +10,12 @@ positions. --sparse-method gives every method studied in [G]: static masks, SET,
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map of the file: `Args` (every flag); the sparse-training section (masks, per-layer sparsities, sparsity-aware init, SET
-/ RigL / gradual pruning, FLOP counts, then checkpoints and run summaries; the same text in every script of this
-project); TD3: networks, replay buffer, evaluation; `train()`, the training loop; `__main__`. Results and every
-deviation from the papers: docs/td3.md.
+Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
+this project); TD3: networks, replay buffer, evaluation; `train()`, setup and the training loop; then the
+run-infrastructure section (run folder and logs, progress, summaries, checkpoints and resume; also the same text in
+every script, and a first-time reader may skip it); `__main__`. Results and every deviation from the papers:
+docs/td3.md.
 """
 
 import collections
@@ -28,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, NoReturn
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -171,7 +173,7 @@ def layer_sparsities(
     sparse layers in proportion to their size, a leftover zero each to the largest). er / erk: density = eps * p_l with
     p_l = sum(shape) / prod(shape) (erk: every dimension of a conv kernel; er: only its two channel dimensions), eps
     solved so the network keeps its budget. When eps * p_l would exceed 1, the layers with the largest p_l become dense
-    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise ValueError when the budget cannot be met.
+    and eps is solved again (ERK, Evci et al. 2020, as in [G]). Raise BadInput when the budget cannot be met.
     """
     if distribution == "uniform":
         return _uniform_sparsities(shapes, sparsity, set(dense_layers))
@@ -193,7 +195,7 @@ def layer_sparsities(
             break
         eps = budget / divisor
         if eps <= 0:
-            raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+            raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
         p_max = max(raw.values())
         if eps * p_max <= 1.0:
             break
@@ -210,12 +212,12 @@ def _uniform_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, den
     sparse = sorted((name for name in shapes if name not in dense), key=lambda name: -numel[name])
     room = sum(numel[name] for name in sparse)
     if budget >= room:  # a layer left with no weight at all is not a sparse layer
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     zeros = {name: budget * numel[name] // room for name in sparse}
     for name in sparse[: budget - sum(zeros.values())]:  # fewer leftover zeros than sparse layers
         zeros[name] += 1
     if any(zeros[name] >= numel[name] for name in sparse):
-        raise ValueError(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
+        raise BadInput(f"sparsity {sparsity} cannot be reached with layers {sorted(dense)} kept dense")
     out = dict.fromkeys(shapes, 0.0)
     for name in sparse:
         s = zeros[name] / numel[name]
@@ -277,27 +279,28 @@ def check_sparse_args(
     drop_schedule: str,
     update_interval: int,
 ) -> None:
-    """Raise ValueError with a one-line message for a sparse setting no network can be built with."""
+    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
     if method not in SPARSE_METHODS:
-        raise ValueError(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
     if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise ValueError(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
     if drop_schedule not in DROP_SCHEDULES:
-        raise ValueError(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
     for flag, value in sparsities.items():
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"--{flag} must be in [0, 1), got {value}")
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
     if not 0.0 <= drop_fraction <= 1.0:
-        raise ValueError(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
     if update_interval < 1:
-        raise ValueError(f"--update-interval must be at least 1, got {update_interval}")
+        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
 
 
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
     Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `prepare_step(optimizer)` between `loss.backward()` and `optimizer.step()`.
+    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
+    between `loss.backward()` and `optimizer.step()`.
     Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
     `apply_masks_(self.weights_of(target))` after each soft update.
     """
@@ -409,9 +412,11 @@ class SparseNetwork:
         return start <= self.step <= end and (self.step - start) % self.update_interval == 0
 
     @torch.no_grad()
-    def prepare_step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Count one gradient step, update the topology if one is due, add the step's training FLOPs, and zero the
-        gradients of inactive weights. Call between backward() and optimizer.step(). Returns True on a mask update."""
+    def update_topology_if_due(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Count one gradient step of this network; if its schedule says so, change the topology (SET / RigL
+        drop-and-grow, or a gradual-pruning step); then add the step's training FLOPs under the topology now in force.
+        Call after loss.backward() (RigL grows by the dense gradient, so before mask_gradients()) and before
+        optimizer.step(). Returns True on a mask update."""
         self.step += 1
         updated = False
         if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
@@ -431,9 +436,14 @@ class SparseNetwork:
             step_flops = 3 * self.flops
         self.train_flops += step_flops * self.batch_size
         self.dense_train_flops += 3 * self.dense_flops * self.batch_size
+        return updated
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of inactive weights, so that optimizer.step() leaves them at zero: one op for all
+        layers. Call after update_topology_if_due() (the masks of this step) and before optimizer.step()."""
         if self._mask_list:
             torch._foreach_mul_([w.grad for w in self._weights], self._mask_list)
-        return updated
 
     def _drop_and_grow(self, optimizer: torch.optim.Optimizer) -> bool:
         """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
@@ -454,7 +464,7 @@ class SparseNetwork:
             kept[torch.topk(drop_score, k, largest=False).indices] = False
             if self.method == "rigl":
                 if w.grad is None:
-                    raise RuntimeError("rigl needs the dense gradient: call prepare_step after loss.backward()")
+                    raise RuntimeError("rigl needs the dense gradient: update the topology after loss.backward()")
                 grow_score = w.grad.abs().flatten().clone()
             else:
                 grow_score = torch.rand(w.numel(), device=w.device)
@@ -519,7 +529,7 @@ class SparseNetwork:
     def load_state_dict(self, state: dict) -> None:
         shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
         if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
-            raise ValueError(f"masked layers {shapes} do not match this network's")
+            raise BadInput(f"masked layers {shapes} do not match this network's")
         for name, mask in self.masks.items():
             mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
             self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
@@ -556,6 +566,497 @@ class SparseNetwork:
             }
         )
         return out
+
+
+# --- end sparse training ---
+
+SCRIPT = "sparse_td3_continuous"  # checkpoints name the script that wrote them
+
+
+def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+class QNetwork(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, width: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(obs_dim + act_dim, width)
+        self.fc2 = nn.Linear(width, width)
+        self.fc3 = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x, a], 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class Actor(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, width: int, low: np.ndarray, high: np.ndarray) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(obs_dim, width)
+        self.fc2 = nn.Linear(width, width)
+        self.fc_mu = nn.Linear(width, act_dim)
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
+
+
+class ReplayBuffer:
+    """Uniform replay of (obs, action, reward, next_obs, terminated); truncation is not stored, so the target
+    bootstraps from the real final observation of a time-limited episode."""
+
+    def __init__(self, size: int, obs_dim: int, act_dim: int, seed: int) -> None:
+        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((size, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminations = np.zeros(size, dtype=np.float32)
+        self.size, self.pos, self.full = size, 0, False
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
+        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
+        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
+        self.pos = (self.pos + 1) % self.size
+        self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
+        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
+        return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
+
+
+def add_transitions(
+    rb: ReplayBuffer,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    autoreset: np.ndarray,
+) -> None:
+    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
+    ended the episode already carried the true final observation in `next_obs`."""
+    for i in np.flatnonzero(~autoreset):
+        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+
+
+def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    """Deterministic evaluation: the actor's mean action, no exploration noise; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
+
+
+def check_args(args: Args) -> dict[str, float]:
+    """Validate the arguments; return each network's overall sparsity."""
+    sparsities = {"sparsity": args.sparsity}
+    if args.actor_sparsity is not None:
+        sparsities["actor-sparsity"] = args.actor_sparsity
+    if args.critic_sparsity is not None:
+        sparsities["critic-sparsity"] = args.critic_sparsity
+    check_sparse_args(
+        args.sparse_method,
+        sparsities,
+        args.sparsity_distribution,
+        args.drop_fraction,
+        args.drop_schedule,
+        args.update_interval,
+    )
+    for name in (
+        "total_timesteps",
+        "num_envs",
+        "batch_size",
+        "buffer_size",
+        "hidden_width",
+        "policy_frequency",
+        "eval_frequency",
+        "eval_episodes",
+    ):
+        if getattr(args, name) < 1:
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.total_timesteps < args.num_envs:
+        raise BadInput(f"--total-timesteps ({args.total_timesteps}) must be at least --num-envs ({args.num_envs})")
+    if args.buffer_size < args.batch_size:
+        raise BadInput(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
+    if args.learning_starts < 0:
+        raise BadInput(f"--learning-starts must be non-negative, got {args.learning_starts}")
+    if args.learning_starts >= args.total_timesteps:
+        raise BadInput(
+            f"--learning-starts ({args.learning_starts}) must be less than --total-timesteps "
+            f"({args.total_timesteps}): the run would never learn"
+        )
+    if args.checkpoint_frequency < 0:
+        raise BadInput(
+            f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
+    return {
+        "actor": args.sparsity if args.actor_sparsity is None else args.actor_sparsity,
+        "critic": args.sparsity if args.critic_sparsity is None else args.critic_sparsity,
+    }
+
+
+def train(args: Args, given: set[str] | None = None) -> dict:
+    """Train TD3 with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
+    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume, SCRIPT)
+        args = resume_args(args, checkpoint, given)
+    check_optional_dependencies(args.track, args.capture_video)
+    sparsity = check_args(args)
+    quiet_mujoco()
+    if is_atari_id(args.env_id):
+        raise BadInput(f"{args.env_id} is an Atari game, with discrete actions; TD3 needs a continuous (Box) one")
+    try:
+        probe = gym.make(args.env_id)
+    except gym.error.Error as e:
+        raise BadInput(f"cannot make --env-id {args.env_id}: {e}") from None
+    if not isinstance(probe.action_space, gym.spaces.Box):
+        raise BadInput(
+            f"{args.env_id} has a {type(probe.action_space).__name__} action space; TD3 needs a continuous (Box) one"
+        )
+    probe.close()
+
+    # Schedules count critic gradient steps: one per vector step once learning has started.
+    iterations = args.total_timesteps // args.num_envs
+    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
+    update_end = args.update_end if args.update_end is not None else grad_steps - 50_000
+    prune_start = args.prune_start if args.prune_start is not None else int(0.2 * grad_steps)
+    prune_end = args.prune_end if args.prune_end is not None else int(0.8 * grad_steps)
+    if args.sparse_method == "prune" and prune_end <= prune_start:
+        raise BadInput(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
+    note_if_no_topology_updates(
+        args.sparse_method, args.update_start, update_end, args.update_interval, grad_steps, "gradient steps - 50k"
+    )
+
+    run_name, run_dir, device = start_run(args, checkpoint)
+
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(args.num_envs)]
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape))
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+
+    actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
+    qf1 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf2 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+
+    example_obs = torch.zeros(1, obs_dim, device=device)
+    example_act = torch.zeros(1, act_dim, device=device)
+    sparse_kwargs = dict(
+        batch_size=args.batch_size,
+        method=args.sparse_method,
+        distribution=args.sparsity_distribution,
+        dense_first_layer=args.dense_first_layer,
+        dense_output_layer=args.dense_output_layer,
+        sparsity_aware_init=bool(args.sparsity_aware_init),
+        drop_fraction=args.drop_fraction,
+        drop_schedule=args.drop_schedule,
+    )
+    critic_schedule = dict(
+        update_interval=args.update_interval,
+        update_start=args.update_start,
+        update_end=update_end,
+        prune_start=prune_start,
+        prune_end=prune_end,
+    )
+    qf1_sparse = SparseNetwork(
+        qf1, (example_obs, example_act), sparsity=sparsity["critic"], **critic_schedule, **sparse_kwargs
+    )
+    qf2_sparse = SparseNetwork(
+        qf2, (example_obs, example_act), sparsity=sparsity["critic"], **critic_schedule, **sparse_kwargs
+    )
+    # The actor steps once per `policy_frequency` critic steps; its schedule is the critic's in its own steps,
+    # so both networks change topology on the same iterations (as DS-TD3's code does).
+    pf = args.policy_frequency
+    actor_sparse = SparseNetwork(
+        actor,
+        (example_obs,),
+        sparsity=sparsity["actor"],
+        update_interval=max(1, args.update_interval // pf),
+        update_start=args.update_start // pf,
+        update_end=update_end // pf,
+        prune_start=prune_start // pf,
+        prune_end=prune_end // pf,
+        **sparse_kwargs,
+    )
+    sparse_nets = {"actor": actor_sparse, "qf1": qf1_sparse, "qf2": qf2_sparse}
+
+    # Targets are copies taken after masking, and are re-masked after every soft update: exactly as sparse.
+    target_actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
+    qf1_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf2_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    target_actor.load_state_dict(actor.state_dict())
+    qf1_target.load_state_dict(qf1.state_dict())
+    qf2_target.load_state_dict(qf2.state_dict())
+    online_params = [p for net in (actor, qf1, qf2) for p in net.parameters()]
+    target_params = [p for net in (target_actor, qf1_target, qf2_target) for p in net.parameters()]
+    target_weights = [
+        (actor_sparse, actor_sparse.weights_of(target_actor)),
+        (qf1_sparse, qf1_sparse.weights_of(qf1_target)),
+        (qf2_sparse, qf2_sparse.weights_of(qf2_target)),
+    ]
+
+    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
+    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
+    # slower than dense ones. The arithmetic is Adam's either way.
+    q_optimizer = torch.optim.Adam(
+        weight_decay_groups([qf1, qf2], args.weight_decay), lr=args.learning_rate, fused=True
+    )
+    actor_optimizer = torch.optim.Adam(
+        weight_decay_groups([actor], args.weight_decay), lr=args.learning_rate, fused=True
+    )
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
+    action_low = torch.as_tensor(low, dtype=torch.float32, device=device)
+    action_high = torch.as_tensor(high, dtype=torch.float32, device=device)
+    envs.action_space.seed(args.seed)
+
+    eval_env = gym.make(args.env_id)
+    evaluations: list[tuple[int, float]] = []
+    next_eval, next_checkpoint = args.eval_frequency, args.checkpoint_frequency
+    obs, _ = envs.reset(seed=args.seed)
+    # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    start_iteration, grad_step, actor_loss = 0, 0, torch.zeros(())
+    eval_seconds, learn_start_time, start_time = 0.0, None, time.time()
+    modules = dict(
+        actor=actor, qf1=qf1, qf2=qf2, target_actor=target_actor, qf1_target=qf1_target, qf2_target=qf2_target
+    )
+    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
+
+    def act(obs: np.ndarray, global_step: int) -> np.ndarray:
+        """Uniformly random actions during warm-up, then the actor's with Gaussian exploration noise."""
+        if global_step < args.learning_starts:
+            return envs.action_space.sample()
+        with torch.no_grad():
+            actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
+            actions += torch.normal(0, actor.action_scale.expand_as(actions) * args.exploration_noise)
+            return actions.cpu().numpy().clip(low, high)
+
+    if checkpoint is not None:
+        loop = restore_checkpoint(checkpoint, modules, optimizers, sparse_nets, envs)
+    # Every check has passed: from here on the run writes to its folder.
+    if checkpoint is None:
+        writer = open_logs(args, {}, run_name, run_dir)
+        log_sparsity(writer, sparse_nets, 0)
+    else:
+        # The checkpoint's step is logged again from its iteration on; its evaluation was logged before it.
+        writer = open_logs(args, {}, run_name, run_dir, checkpoint["global_step"], loop["evaluations"])
+    start_step = 0 if checkpoint is None else checkpoint["global_step"]
+    print_plan(
+        run_dir,
+        iterations * args.num_envs,
+        args.learning_starts,
+        args.eval_frequency,
+        args.eval_episodes,
+        args.checkpoint_frequency,
+        start_step,
+    )
+    if checkpoint is not None:
+        start_iteration, grad_step, actor_loss = loop["iteration"], loop["grad_step"], loop["actor_loss"]
+        obs, autoreset, evaluations = loop["obs"], loop["autoreset"], loop["evaluations"]
+        next_eval, next_checkpoint = loop["next_eval"], loop["next_checkpoint"]
+        start_time = time.time() - loop["elapsed_s"]
+        if loop["learning_s"] is not None:
+            learn_start_time = time.time() - loop["learning_s"]
+        rb.rng = loop["rb_rng"]
+        if loop["buffer"] is not None:
+            load_buffer_state(rb, loop["buffer"])
+        elif start_iteration > 0:
+            # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
+            # policy before training goes on. These steps are extra (not counted, not logged), and the buffer now
+            # holds only recent experience, so the run differs from an uninterrupted one.
+            refill = max(args.learning_starts, args.batch_size)
+            print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
+            for _ in range(math.ceil(refill / args.num_envs)):
+                actions = act(obs, start_iteration * args.num_envs)
+                next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+                add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+                autoreset = np.logical_or(terminations, truncations)
+                obs = next_obs
+        print(f"resumed {run_dir} at step {checkpoint['global_step']}")
+
+    # Made here, after any refill of the replay buffer, which is not part of the run's speed.
+    progress = Progress(iterations * args.num_envs, args.learning_starts, args.eval_frequency, start_step)
+    for iteration in range(start_iteration, iterations):
+        global_step = iteration * args.num_envs
+        actions = act(obs, global_step)
+
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+
+        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        autoreset = np.logical_or(terminations, truncations)
+        obs = next_obs
+
+        if global_step >= args.learning_starts:
+            if learn_start_time is None:
+                learn_start_time, eval_seconds = time.time(), 0.0
+            grad_step += 1
+            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
+            with torch.no_grad():
+                clipped_noise = (torch.randn_like(b_actions) * args.policy_noise).clamp(
+                    -args.noise_clip, args.noise_clip
+                ) * target_actor.action_scale
+                next_actions = (target_actor(b_next_obs) + clipped_noise).clamp(action_low, action_high)
+                min_qf_next = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
+                next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
+
+            qf1_a_values = qf1(b_obs, b_actions).view(-1)
+            qf2_a_values = qf2(b_obs, b_actions).view(-1)
+            qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
+            qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
+            qf_loss = qf1_loss + qf2_loss
+            q_optimizer.zero_grad()
+            qf_loss.backward()
+            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+            # inactive weights lose their gradients so the optimizer cannot move them.
+            for critic_sparse in (qf1_sparse, qf2_sparse):
+                critic_sparse.update_topology_if_due(q_optimizer)
+                critic_sparse.mask_gradients()
+            q_optimizer.step()
+
+            if grad_step % args.policy_frequency == 0:
+                actor_loss = -qf1(b_obs, actor(b_obs)).mean()
+                actor_optimizer.zero_grad()
+                actor_loss.backward()
+                actor_sparse.update_topology_if_due(actor_optimizer)
+                actor_sparse.mask_gradients()
+                actor_optimizer.step()
+
+                with torch.no_grad():
+                    torch._foreach_lerp_(target_params, online_params, args.tau)
+                for sparse_net, weights in target_weights:
+                    sparse_net.apply_masks_(weights)
+
+            if grad_step % 100 == 0:
+                writer.add_scalar("losses/qf1_values", qf1_a_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf2_values", qf2_a_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
+                writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+            if grad_step % args.update_interval == 0:
+                log_sparsity(writer, sparse_nets, global_step)
+
+        if global_step + args.num_envs >= next_eval or iteration == iterations - 1:
+            next_eval += args.eval_frequency
+            eval_start = time.time()
+            returns = evaluate(actor, eval_env, args.eval_episodes, args.seed + 100, device)
+            eval_seconds += time.time() - eval_start
+            evaluations.append((global_step + args.num_envs, float(returns.mean())))
+            writer.add_scalar("eval/episodic_return", returns.mean(), global_step + args.num_envs)
+            progress.update(global_step + args.num_envs, float(returns.mean()), time.time() - eval_start)
+
+        if args.checkpoint_frequency and global_step + args.num_envs >= next_checkpoint and iteration < iterations - 1:
+            next_checkpoint += args.checkpoint_frequency
+            writer.flush()
+            loop = {
+                "iteration": iteration + 1,
+                "grad_step": grad_step,
+                "actor_loss": actor_loss.detach(),
+                "obs": obs,
+                "autoreset": autoreset,
+                "evaluations": evaluations,
+                "next_eval": next_eval,
+                "next_checkpoint": next_checkpoint,
+                "elapsed_s": time.time() - start_time,
+                "learning_s": time.time() - learn_start_time - eval_seconds if learn_start_time else None,
+                "rb_rng": rb.rng,
+                "buffer": buffer_state(rb) if args.checkpoint_buffer else None,
+            }
+            step = global_step + args.num_envs
+            save_checkpoint(
+                run_dir, make_checkpoint(SCRIPT, args, run_dir, step, modules, optimizers, sparse_nets, envs, loop)
+            )
+            if learn_start_time:
+                eval_seconds, learn_start_time = 0.0, time.time() - loop["learning_s"]
+        progress.update(global_step + args.num_envs)
+
+    log_sparsity(writer, sparse_nets, iterations * args.num_envs)
+    # Steps per second while learning, evaluation excluded: what the speed benchmark compares across methods.
+    learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")
+    summary = {
+        "script": args.exp_name,
+        "env_id": args.env_id,
+        "sparse_method": args.sparse_method,
+        "seed": args.seed,
+        "total_timesteps": iterations * args.num_envs,
+        **run_summary(sparse_nets, evaluations),
+        "wall_time_s": time.time() - start_time,
+        "learning_sps": grad_step * args.num_envs / learning_seconds if grad_step else float("nan"),
+        "run_dir": run_dir,
+        "args": asdict(args),
+    }
+    if args.save_model:
+        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save(
+            {
+                "args": asdict(args),
+                "obs_dim": obs_dim,
+                "act_dim": act_dim,
+                "action_low": low,
+                "action_high": high,
+                "actor": actor.state_dict(),
+                "qf1": qf1.state_dict(),
+                "qf2": qf2.state_dict(),
+                "target_actor": target_actor.state_dict(),
+                "qf1_target": qf1_target.state_dict(),
+                "qf2_target": qf2_target.state_dict(),
+                "masks": {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in sparse_nets.items()},
+            },
+            model_path,
+        )
+        summary["model_path"] = model_path
+        print(f"model saved to {model_path}")
+
+    finish_run(run_dir, summary)  # after the model is saved, so that summary.json names it too
+    print_summary(summary)
+
+    envs.close()
+    eval_env.close()
+    writer.close()
+    return summary
+
+
+# --- run infrastructure (identical in every script; a first-time reader may skip it) ---
+# Everything a run needs around the algorithm and nothing the algorithm needs: the run folder and logs, progress
+# lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states, environment state)
+# and resuming from them, and the one-line refusal of bad input. train() calls these; reading train() does not
+# require reading them.
 
 
 def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
@@ -613,18 +1114,29 @@ def print_summary(summary: dict) -> None:
 
 
 def check_optional_dependencies(track: bool, capture_video: bool) -> None:
-    """Raise ValueError (one line) when --track or --capture-video is asked for without its package installed."""
+    """Raise BadInput (one line) when --track or --capture-video is asked for without its package installed."""
     for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
         if wanted:
             try:
                 __import__(module)
             except ImportError:
-                raise ValueError(f"{flag} needs {module}: pip install {module}") from None
+                raise BadInput(f"{flag} needs {module}: pip install {module}") from None
 
 
-def fail(message: str) -> NoReturn:
-    """Stop before training with a one-line error."""
-    sys.exit(f"error: {message}")
+class BadInput(ValueError):
+    """Input a run refuses: a flag, a combination of flags, a checkpoint. Raised where the problem is found (in the
+    sparse-training section too: names resolve when called); `main` prints it as the one line `error: ...`, before the
+    run has written anything."""
+
+
+def main(train: Callable[..., dict], args_class: type) -> None:
+    """The command line: parse the flags into `args_class` and train. Bad input, wherever it is found, ends the run
+    here with one line on stderr and exit status 1 (a bug still shows its traceback: only BadInput is caught)."""
+    args = tyro.cli(args_class)
+    try:
+        train(args, command_line_flags(sys.argv[1:]))
+    except BadInput as e:
+        sys.exit(f"error: {e}")
 
 
 def command_line_flags(argv: list[str]) -> set[str]:
@@ -686,7 +1198,7 @@ def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, t
     python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
     creates the run's folder once every check that can refuse the run has passed."""
     if args.torch_threads < 1:
-        fail(f"--torch-threads must be at least 1, got {args.torch_threads}")
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
     env_name = args.env_id.replace("/", "_")
     run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
@@ -882,7 +1394,7 @@ def set_env_state(env: object, states: list[dict]) -> None:
     """Put a (vector) env built like the saved one into the state `env_state` recorded."""
     objects = _env_objects(env)
     if [type(obj).__name__ for obj in objects] != [state["type"] for state in states]:
-        raise ValueError("the environment's wrappers or number of sub-environments differ from the checkpoint's")
+        raise BadInput("the environment's wrappers or number of sub-environments differ from the checkpoint's")
     for obj, state in zip(objects, states, strict=True):
         for key, value in state["attrs"].items():
             setattr(obj, key, copy.deepcopy(value))
@@ -951,7 +1463,7 @@ CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
     """The folder of the run a checkpoint file continues: the folder holding the file when that folder has the run's
     name (a run folder moved or copied whole continues where it now is), else the folder the checkpoint was written
-    in (a copy of the file taken out of its run folder continues the run it came from). Raise ValueError (one line)
+    in (a copy of the file taken out of its run folder continues the run it came from). Raise BadInput (one line)
     when neither exists."""
     name = os.path.basename(os.path.normpath(checkpoint["run_dir"]))
     here = os.path.dirname(path) or "."
@@ -959,7 +1471,7 @@ def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
         return here
     recorded = checkpoint.get("run_dir_abs")  # absent in checkpoints written before it was recorded
     if recorded is None or not os.path.isdir(recorded):
-        raise ValueError(
+        raise BadInput(
             f"{path} is not in its run folder {name}, and that folder is not at {recorded or 'a recorded place'}: "
             f"to continue the run, put the checkpoint in a folder named {name} and resume that folder"
         )
@@ -968,14 +1480,14 @@ def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
 
 def load_checkpoint(path: str, script: str) -> dict:
     """Read the checkpoint to resume from: a file, or the newest readable one in a run folder; its "run_dir" becomes
-    the folder the run continues in (checkpoint_run_dir). Raise ValueError (one line) for a missing, truncated or
+    the folder the run continues in (checkpoint_run_dir). Raise BadInput (one line) for a missing, truncated or
     corrupted file, a checkpoint of another script, a run folder that cannot be found, or a finished run."""
     if os.path.isdir(path):
         candidates = [os.path.join(path, name) for name in CHECKPOINT_FILES]
         candidates = [c for c in candidates if os.path.exists(c)]
         if not candidates:
             finished = os.path.exists(os.path.join(path, "summary.json"))
-            raise ValueError(
+            raise BadInput(
                 f"the run in {path} has finished (its summary.json is there): nothing to resume"
                 if finished
                 else f"no checkpoint.pt in {path}"
@@ -983,30 +1495,28 @@ def load_checkpoint(path: str, script: str) -> dict:
     elif os.path.exists(path):
         candidates = [path]
     else:
-        raise ValueError(f"no checkpoint at {path}")
-    for candidate in candidates:
+        raise BadInput(f"no checkpoint at {path}")
+    for candidate in candidates:  # the newest readable one; the last that cannot be read ends the search
         try:
             checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+            break
         except Exception as e:  # a truncated zip, a bad pickle: any failure means the file cannot be used
             problem = f"cannot read checkpoint {candidate} (truncated or corrupted: {type(e).__name__})"
             if candidate == candidates[-1]:
-                raise ValueError(problem) from None
+                raise BadInput(problem) from None
             print(f"note: {problem}; trying the previous one")
-            continue
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
-        if checkpoint["script"] != script:
-            raise ValueError(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
-        checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
-        if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
-            # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite
-            # the run's results
-            raise ValueError(
-                f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): "
-                "nothing to resume"
-            )
-        return checkpoint
-    raise AssertionError("unreachable")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BadInput(f"{candidate} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+    if checkpoint["script"] != script:
+        raise BadInput(f"{candidate} is a checkpoint of {checkpoint['script']}.py, not of {script}.py")
+    checkpoint["run_dir"] = checkpoint_run_dir(candidate, checkpoint)
+    if os.path.exists(os.path.join(checkpoint["run_dir"], "summary.json")):
+        # no checkpoint is written at the end, so resuming would redo the steps after this one and overwrite the
+        # run's results
+        raise BadInput(
+            f"the run of {candidate} has finished ({checkpoint['run_dir']} holds its summary.json): nothing to resume"
+        )
+    return checkpoint
 
 
 def finish_run(run_dir: str, summary: dict) -> None:
@@ -1056,7 +1566,7 @@ def restore_checkpoint(
     env: object,
 ) -> dict:
     """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise ValueError (one line) when the networks or environments do not match the checkpoint's."""
+    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
     try:
         for name, module in modules.items():
             module.load_state_dict(checkpoint["modules"][name])
@@ -1070,7 +1580,7 @@ def restore_checkpoint(
         # lines below: keep the first of them
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
         reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise ValueError(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
     random.setstate(checkpoint["rng"]["python"])
     np.random.set_state(checkpoint["rng"]["numpy"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -1079,497 +1589,8 @@ def restore_checkpoint(
     return checkpoint["loop"]
 
 
-# --- end sparse training ---
-
-SCRIPT = "sparse_td3_continuous"  # checkpoints name the script that wrote them
-
-
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-class QNetwork(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, width: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(obs_dim + act_dim, width)
-        self.fc2 = nn.Linear(width, width)
-        self.fc3 = nn.Linear(width, 1)
-
-    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x, a], 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-class Actor(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, width: int, low: np.ndarray, high: np.ndarray) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(obs_dim, width)
-        self.fc2 = nn.Linear(width, width)
-        self.fc_mu = nn.Linear(width, act_dim)
-        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
-
-
-class ReplayBuffer:
-    """Uniform replay of (obs, action, reward, next_obs, terminated); truncation is not stored, so the target
-    bootstraps from the real final observation of a time-limited episode."""
-
-    def __init__(self, size: int, obs_dim: int, act_dim: int, seed: int) -> None:
-        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((size, act_dim), dtype=np.float32)
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.terminations = np.zeros(size, dtype=np.float32)
-        self.size, self.pos, self.full = size, 0, False
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
-        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
-        self.pos = (self.pos + 1) % self.size
-        self.full = self.full or self.pos == 0
-
-    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
-        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
-        return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
-
-
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
-
-
-def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    """Deterministic evaluation: the actor's mean action, no exploration noise; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            with torch.no_grad():
-                action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
-def check_args(args: Args) -> dict[str, float]:
-    """Validate the arguments; return each network's overall sparsity."""
-    sparsities = {"sparsity": args.sparsity}
-    if args.actor_sparsity is not None:
-        sparsities["actor-sparsity"] = args.actor_sparsity
-    if args.critic_sparsity is not None:
-        sparsities["critic-sparsity"] = args.critic_sparsity
-    try:
-        check_sparse_args(
-            args.sparse_method,
-            sparsities,
-            args.sparsity_distribution,
-            args.drop_fraction,
-            args.drop_schedule,
-            args.update_interval,
-        )
-    except ValueError as e:
-        fail(str(e))
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "batch_size",
-        "buffer_size",
-        "hidden_width",
-        "policy_frequency",
-        "eval_frequency",
-        "eval_episodes",
-    ):
-        if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.total_timesteps < args.num_envs:
-        fail(f"--total-timesteps ({args.total_timesteps}) must be at least --num-envs ({args.num_envs})")
-    if args.buffer_size < args.batch_size:
-        fail(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
-    if args.learning_starts < 0:
-        fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
-    if args.learning_starts >= args.total_timesteps:
-        fail(
-            f"--learning-starts ({args.learning_starts}) must be less than --total-timesteps "
-            f"({args.total_timesteps}): the run would never learn"
-        )
-    if args.checkpoint_frequency < 0:
-        fail(f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}")
-    return {
-        "actor": args.sparsity if args.actor_sparsity is None else args.actor_sparsity,
-        "critic": args.sparsity if args.critic_sparsity is None else args.critic_sparsity,
-    }
-
-
-def train(args: Args, given: set[str] | None = None) -> dict:
-    """Train TD3 with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
-    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
-    checkpoint = None
-    if args.resume:
-        try:
-            checkpoint = load_checkpoint(args.resume, SCRIPT)
-        except ValueError as e:
-            fail(str(e))
-        args = resume_args(args, checkpoint, given)
-    try:
-        check_optional_dependencies(args.track, args.capture_video)
-    except ValueError as e:
-        fail(str(e))
-    sparsity = check_args(args)
-    quiet_mujoco()
-    if is_atari_id(args.env_id):
-        fail(f"{args.env_id} is an Atari game, with discrete actions; TD3 needs a continuous (Box) one")
-    try:
-        probe = gym.make(args.env_id)
-    except gym.error.Error as e:
-        fail(f"cannot make --env-id {args.env_id}: {e}")
-    if not isinstance(probe.action_space, gym.spaces.Box):
-        fail(f"{args.env_id} has a {type(probe.action_space).__name__} action space; TD3 needs a continuous (Box) one")
-    probe.close()
-
-    # Schedules count critic gradient steps: one per vector step once learning has started.
-    iterations = args.total_timesteps // args.num_envs
-    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
-    update_end = args.update_end if args.update_end is not None else grad_steps - 50_000
-    prune_start = args.prune_start if args.prune_start is not None else int(0.2 * grad_steps)
-    prune_end = args.prune_end if args.prune_end is not None else int(0.8 * grad_steps)
-    if args.sparse_method == "prune" and prune_end <= prune_start:
-        fail(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
-    note_if_no_topology_updates(
-        args.sparse_method, args.update_start, update_end, args.update_interval, grad_steps, "gradient steps - 50k"
-    )
-
-    run_name, run_dir, device = start_run(args, checkpoint)
-
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run_name) for i in range(args.num_envs)]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape))
-    low, high = envs.single_action_space.low, envs.single_action_space.high
-
-    actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-
-    example_obs = torch.zeros(1, obs_dim, device=device)
-    example_act = torch.zeros(1, act_dim, device=device)
-    sparse_kwargs = dict(
-        batch_size=args.batch_size,
-        method=args.sparse_method,
-        distribution=args.sparsity_distribution,
-        dense_first_layer=args.dense_first_layer,
-        dense_output_layer=args.dense_output_layer,
-        sparsity_aware_init=bool(args.sparsity_aware_init),
-        drop_fraction=args.drop_fraction,
-        drop_schedule=args.drop_schedule,
-    )
-    try:
-        critic_schedule = dict(
-            update_interval=args.update_interval,
-            update_start=args.update_start,
-            update_end=update_end,
-            prune_start=prune_start,
-            prune_end=prune_end,
-        )
-        qf1_sparse = SparseNetwork(
-            qf1, (example_obs, example_act), sparsity=sparsity["critic"], **critic_schedule, **sparse_kwargs
-        )
-        qf2_sparse = SparseNetwork(
-            qf2, (example_obs, example_act), sparsity=sparsity["critic"], **critic_schedule, **sparse_kwargs
-        )
-        # The actor steps once per `policy_frequency` critic steps; its schedule is the critic's in its own steps,
-        # so both networks change topology on the same iterations (as DS-TD3's code does).
-        pf = args.policy_frequency
-        actor_sparse = SparseNetwork(
-            actor,
-            (example_obs,),
-            sparsity=sparsity["actor"],
-            update_interval=max(1, args.update_interval // pf),
-            update_start=args.update_start // pf,
-            update_end=update_end // pf,
-            prune_start=prune_start // pf,
-            prune_end=prune_end // pf,
-            **sparse_kwargs,
-        )
-    except ValueError as e:
-        fail(str(e))
-    sparse_nets = {"actor": actor_sparse, "qf1": qf1_sparse, "qf2": qf2_sparse}
-
-    # Targets are copies taken after masking, and are re-masked after every soft update: exactly as sparse.
-    target_actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    target_actor.load_state_dict(actor.state_dict())
-    qf1_target.load_state_dict(qf1.state_dict())
-    qf2_target.load_state_dict(qf2.state_dict())
-    online_params = [p for net in (actor, qf1, qf2) for p in net.parameters()]
-    target_params = [p for net in (target_actor, qf1_target, qf2_target) for p in net.parameters()]
-    target_weights = [
-        (actor_sparse, actor_sparse.weights_of(target_actor)),
-        (qf1_sparse, qf1_sparse.weights_of(qf1_target)),
-        (qf2_sparse, qf2_sparse.weights_of(qf2_target)),
-    ]
-
-    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
-    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
-    # slower than dense ones. The arithmetic is Adam's either way.
-    q_optimizer = torch.optim.Adam(
-        weight_decay_groups([qf1, qf2], args.weight_decay), lr=args.learning_rate, fused=True
-    )
-    actor_optimizer = torch.optim.Adam(
-        weight_decay_groups([actor], args.weight_decay), lr=args.learning_rate, fused=True
-    )
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
-    action_low = torch.as_tensor(low, dtype=torch.float32, device=device)
-    action_high = torch.as_tensor(high, dtype=torch.float32, device=device)
-    envs.action_space.seed(args.seed)
-
-    eval_env = gym.make(args.env_id)
-    evaluations: list[tuple[int, float]] = []
-    next_eval, next_checkpoint = args.eval_frequency, args.checkpoint_frequency
-    obs, _ = envs.reset(seed=args.seed)
-    # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
-    autoreset = np.zeros(args.num_envs, dtype=bool)
-    start_iteration, grad_step, actor_loss = 0, 0, torch.zeros(())
-    eval_seconds, learn_start_time, start_time = 0.0, None, time.time()
-    modules = dict(
-        actor=actor, qf1=qf1, qf2=qf2, target_actor=target_actor, qf1_target=qf1_target, qf2_target=qf2_target
-    )
-    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
-
-    def act(obs: np.ndarray, global_step: int) -> np.ndarray:
-        """Uniformly random actions during warm-up, then the actor's with Gaussian exploration noise."""
-        if global_step < args.learning_starts:
-            return envs.action_space.sample()
-        with torch.no_grad():
-            actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
-            actions += torch.normal(0, actor.action_scale.expand_as(actions) * args.exploration_noise)
-            return actions.cpu().numpy().clip(low, high)
-
-    if checkpoint is not None:
-        try:
-            loop = restore_checkpoint(checkpoint, modules, optimizers, sparse_nets, envs)
-        except ValueError as e:
-            fail(str(e))
-    # Every check has passed: from here on the run writes to its folder.
-    if checkpoint is None:
-        writer = open_logs(args, {}, run_name, run_dir)
-        log_sparsity(writer, sparse_nets, 0)
-    else:
-        # The checkpoint's step is logged again from its iteration on; its evaluation was logged before it.
-        writer = open_logs(args, {}, run_name, run_dir, checkpoint["global_step"], loop["evaluations"])
-    start_step = 0 if checkpoint is None else checkpoint["global_step"]
-    print_plan(
-        run_dir,
-        iterations * args.num_envs,
-        args.learning_starts,
-        args.eval_frequency,
-        args.eval_episodes,
-        args.checkpoint_frequency,
-        start_step,
-    )
-    if checkpoint is not None:
-        start_iteration, grad_step, actor_loss = loop["iteration"], loop["grad_step"], loop["actor_loss"]
-        obs, autoreset, evaluations = loop["obs"], loop["autoreset"], loop["evaluations"]
-        next_eval, next_checkpoint = loop["next_eval"], loop["next_checkpoint"]
-        start_time = time.time() - loop["elapsed_s"]
-        if loop["learning_s"] is not None:
-            learn_start_time = time.time() - loop["learning_s"]
-        rb.rng = loop["rb_rng"]
-        if loop["buffer"] is not None:
-            load_buffer_state(rb, loop["buffer"])
-        elif start_iteration > 0:
-            # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
-            # policy before training goes on. These steps are extra (not counted, not logged), and the buffer now
-            # holds only recent experience, so the run differs from an uninterrupted one.
-            refill = max(args.learning_starts, args.batch_size)
-            print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
-            for _ in range(math.ceil(refill / args.num_envs)):
-                actions = act(obs, start_iteration * args.num_envs)
-                next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-                add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
-                autoreset = np.logical_or(terminations, truncations)
-                obs = next_obs
-        print(f"resumed {run_dir} at step {checkpoint['global_step']}")
-
-    # Made here, after any refill of the replay buffer, which is not part of the run's speed.
-    progress = Progress(iterations * args.num_envs, args.learning_starts, args.eval_frequency, start_step)
-    for iteration in range(start_iteration, iterations):
-        global_step = iteration * args.num_envs
-        actions = act(obs, global_step)
-
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-
-        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
-        autoreset = np.logical_or(terminations, truncations)
-        obs = next_obs
-
-        if global_step >= args.learning_starts:
-            if learn_start_time is None:
-                learn_start_time, eval_seconds = time.time(), 0.0
-            grad_step += 1
-            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
-            with torch.no_grad():
-                clipped_noise = (torch.randn_like(b_actions) * args.policy_noise).clamp(
-                    -args.noise_clip, args.noise_clip
-                ) * target_actor.action_scale
-                next_actions = (target_actor(b_next_obs) + clipped_noise).clamp(action_low, action_high)
-                min_qf_next = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
-                next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
-
-            qf1_a_values = qf1(b_obs, b_actions).view(-1)
-            qf2_a_values = qf2(b_obs, b_actions).view(-1)
-            qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
-            qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
-            qf_loss = qf1_loss + qf2_loss
-            q_optimizer.zero_grad()
-            qf_loss.backward()
-            qf1_sparse.prepare_step(q_optimizer)
-            qf2_sparse.prepare_step(q_optimizer)
-            q_optimizer.step()
-
-            if grad_step % args.policy_frequency == 0:
-                actor_loss = -qf1(b_obs, actor(b_obs)).mean()
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                actor_sparse.prepare_step(actor_optimizer)
-                actor_optimizer.step()
-
-                with torch.no_grad():
-                    torch._foreach_lerp_(target_params, online_params, args.tau)
-                for sparse_net, weights in target_weights:
-                    sparse_net.apply_masks_(weights)
-
-            if grad_step % 100 == 0:
-                writer.add_scalar("losses/qf1_values", qf1_a_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf2_values", qf2_a_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
-                writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
-                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-            if grad_step % args.update_interval == 0:
-                log_sparsity(writer, sparse_nets, global_step)
-
-        if global_step + args.num_envs >= next_eval or iteration == iterations - 1:
-            next_eval += args.eval_frequency
-            eval_start = time.time()
-            returns = evaluate(actor, eval_env, args.eval_episodes, args.seed + 100, device)
-            eval_seconds += time.time() - eval_start
-            evaluations.append((global_step + args.num_envs, float(returns.mean())))
-            writer.add_scalar("eval/episodic_return", returns.mean(), global_step + args.num_envs)
-            progress.update(global_step + args.num_envs, float(returns.mean()), time.time() - eval_start)
-
-        if args.checkpoint_frequency and global_step + args.num_envs >= next_checkpoint and iteration < iterations - 1:
-            next_checkpoint += args.checkpoint_frequency
-            writer.flush()
-            loop = {
-                "iteration": iteration + 1,
-                "grad_step": grad_step,
-                "actor_loss": actor_loss.detach(),
-                "obs": obs,
-                "autoreset": autoreset,
-                "evaluations": evaluations,
-                "next_eval": next_eval,
-                "next_checkpoint": next_checkpoint,
-                "elapsed_s": time.time() - start_time,
-                "learning_s": time.time() - learn_start_time - eval_seconds if learn_start_time else None,
-                "rb_rng": rb.rng,
-                "buffer": buffer_state(rb) if args.checkpoint_buffer else None,
-            }
-            step = global_step + args.num_envs
-            save_checkpoint(
-                run_dir, make_checkpoint(SCRIPT, args, run_dir, step, modules, optimizers, sparse_nets, envs, loop)
-            )
-            if learn_start_time:
-                eval_seconds, learn_start_time = 0.0, time.time() - loop["learning_s"]
-        progress.update(global_step + args.num_envs)
-
-    log_sparsity(writer, sparse_nets, iterations * args.num_envs)
-    # Steps per second while learning, evaluation excluded: what the speed benchmark compares across methods.
-    learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")
-    summary = {
-        "script": args.exp_name,
-        "env_id": args.env_id,
-        "sparse_method": args.sparse_method,
-        "seed": args.seed,
-        "total_timesteps": iterations * args.num_envs,
-        **run_summary(sparse_nets, evaluations),
-        "wall_time_s": time.time() - start_time,
-        "learning_sps": grad_step * args.num_envs / learning_seconds if grad_step else float("nan"),
-        "run_dir": run_dir,
-        "args": asdict(args),
-    }
-    finish_run(run_dir, summary)
-
-    if args.save_model:
-        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        torch.save(
-            {
-                "args": asdict(args),
-                "obs_dim": obs_dim,
-                "act_dim": act_dim,
-                "action_low": low,
-                "action_high": high,
-                "actor": actor.state_dict(),
-                "qf1": qf1.state_dict(),
-                "qf2": qf2.state_dict(),
-                "target_actor": target_actor.state_dict(),
-                "qf1_target": qf1_target.state_dict(),
-                "qf2_target": qf2_target.state_dict(),
-                "masks": {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in sparse_nets.items()},
-            },
-            model_path,
-        )
-        summary["model_path"] = model_path
-        print(f"model saved to {model_path}")
-
-    print_summary(summary)
-
-    envs.close()
-    eval_env.close()
-    writer.close()
-    return summary
+# --- end run infrastructure ---
 
 
 if __name__ == "__main__":
-    train(tyro.cli(Args), command_line_flags(sys.argv[1:]))
+    main(train, Args)

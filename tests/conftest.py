@@ -1,5 +1,8 @@
+import glob
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -37,3 +40,52 @@ class CounterEnv(gym.Env):
     def step(self, action):
         self.t += 1
         return np.array([self.t], np.float32), 1.0, self.t == self.terminate_at, False, {}
+
+
+class Interrupted(Exception):
+    """Stands for the kill that stops a run right after a checkpoint is written."""
+
+
+def run_dirs(pattern: str) -> list[str]:
+    """The run folders under runs/ of the working directory whose name holds `__pattern__` (an --exp-name)."""
+    return sorted(glob.glob(os.path.join("runs", f"*__{pattern}__*")))
+
+
+@pytest.fixture
+def stopped_run(monkeypatch) -> Callable:
+    """stopped_run(module, args): train until the first checkpoint is written, then stop as if killed; returns the
+    run folder."""
+
+    def stop(module, args) -> str:
+        original = module.save_checkpoint
+
+        def save_then_stop(run_dir: str, checkpoint: dict) -> str:
+            original(run_dir, checkpoint)
+            raise Interrupted
+
+        monkeypatch.setattr(module, "save_checkpoint", save_then_stop)
+        with pytest.raises(Interrupted):
+            module.train(args)
+        monkeypatch.setattr(module, "save_checkpoint", original)
+        (run_dir,) = run_dirs(args.exp_name)
+        return run_dir
+
+    return stop
+
+
+@pytest.fixture
+def refused(tmp_path) -> Callable:
+    """refused(script, *flags): run a script's command line, check that it refuses with exactly one line
+    `error: ...` on stderr, no traceback, a failing exit status and nothing written in the working directory (the
+    test's own temporary folder: no runs/); returns that line."""
+
+    def run(script: str, *flags: str) -> str:
+        path = os.path.join(ROOT, script if script.endswith(".py") else f"{script}.py")
+        result = subprocess.run([sys.executable, path, *flags], capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, result.stderr
+        assert os.listdir(tmp_path) == []
+        return lines[0]
+
+    return run

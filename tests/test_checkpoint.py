@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import Interrupted, run_dirs
 
 # Per script: a short run (1000 steps) whose topology updates, pruning, evaluations and episode ends fall on both
 # sides of the checkpoint at step 500.
@@ -63,30 +64,6 @@ PPO = dict(
 )
 
 
-class Interrupted(Exception):
-    """Stands for the kill that stops a run right after a checkpoint is written."""
-
-
-def run_dirs(pattern: str) -> list[str]:
-    return sorted(glob.glob(os.path.join("runs", f"*__{pattern}__*")))
-
-
-def stopped_run(module, args, monkeypatch) -> str:
-    """Train until the first checkpoint is written, then stop as if killed; returns the run folder."""
-    original = module.save_checkpoint
-
-    def save_then_stop(run_dir: str, checkpoint: dict) -> str:
-        original(run_dir, checkpoint)
-        raise Interrupted
-
-    monkeypatch.setattr(module, "save_checkpoint", save_then_stop)
-    with pytest.raises(Interrupted):
-        module.train(args)
-    monkeypatch.setattr(module, "save_checkpoint", original)
-    (run_dir,) = run_dirs(args.exp_name)
-    return run_dir
-
-
 def saved_model(summary: dict) -> dict:
     return torch.load(summary["model_path"], weights_only=False)
 
@@ -123,12 +100,12 @@ def files(folder: str) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("script", sorted(RUNS))
-def test_stopped_and_resumed_run_equals_uninterrupted_run(script, tmp_path, monkeypatch):
+def test_stopped_and_resumed_run_equals_uninterrupted_run(script, tmp_path, monkeypatch, stopped_run):
     monkeypatch.chdir(tmp_path)
     module = importlib.import_module(script)
     settings = dict(RUNS[script], checkpoint_frequency=500, checkpoint_buffer=True, save_model=True)
     full = module.train(module.Args(**settings, exp_name="full"))
-    run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch)
+    run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"))
     assert os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
     resumed = module.train(module.Args(resume=run_dir))
     assert resumed["run_dir"] == run_dir  # the same run folder (and tensorboard run) continues
@@ -149,11 +126,11 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(script, tmp_path, monk
 
 
 @pytest.mark.parametrize("script", sorted(RUNS))
-def test_resume_without_buffer_refills_it_and_finishes(script, tmp_path, monkeypatch, capsys):
+def test_resume_without_buffer_refills_it_and_finishes(script, tmp_path, monkeypatch, capsys, stopped_run):
     monkeypatch.chdir(tmp_path)
     module = importlib.import_module(script)
     settings = dict(RUNS[script], checkpoint_frequency=500)
-    run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch)
+    run_dir = stopped_run(module, module.Args(**settings, exp_name="stopped"))
     summary = module.train(module.Args(resume=run_dir, hidden_width=7))
     out = capsys.readouterr().out
     assert "refilling it with" in out
@@ -162,7 +139,7 @@ def test_resume_without_buffer_refills_it_and_finishes(script, tmp_path, monkeyp
     assert summary["args"]["hidden_width"] == 32
 
 
-def test_atari_run_resumes_exactly(tmp_path, monkeypatch):
+def test_atari_run_resumes_exactly(tmp_path, monkeypatch, stopped_run):
     """Pong with sticky actions, no-op starts, frame stacking across the checkpoint and short (truncated) episodes."""
     monkeypatch.chdir(tmp_path)
     dqn = importlib.import_module("sparse_dqn_atari")
@@ -184,7 +161,7 @@ def test_atari_run_resumes_exactly(tmp_path, monkeypatch):
         save_model=True,
     )
     full = dqn.train(dqn.Args(**settings, exp_name="full"))
-    run_dir = stopped_run(dqn, dqn.Args(**settings, exp_name="stopped"), monkeypatch)
+    run_dir = stopped_run(dqn, dqn.Args(**settings, exp_name="stopped"))
     resumed = dqn.train(dqn.Args(resume=run_dir))
     assert resumed["evaluations"] == full["evaluations"]
     assert resumed["networks"] == full["networks"] and full["networks"]["q_network"]["topology_updates"] > 0
@@ -196,7 +173,7 @@ def test_atari_run_resumes_exactly(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "CartPole-v1"])
-def test_ppo_run_resumes_exactly(env_id, tmp_path, monkeypatch):
+def test_ppo_run_resumes_exactly(env_id, tmp_path, monkeypatch, stopped_run):
     """PPO checkpoints after a rollout's update: observation and reward normalization, the learning-rate anneal and
     the minibatch shuffling continue as in an uninterrupted run."""
     monkeypatch.chdir(tmp_path)
@@ -218,7 +195,7 @@ def test_ppo_run_resumes_exactly(env_id, tmp_path, monkeypatch):
         save_model=True,
     )
     full = ppo.train(ppo.Args(**settings, exp_name="full"))
-    run_dir = stopped_run(ppo, ppo.Args(**settings, exp_name="stopped"), monkeypatch)
+    run_dir = stopped_run(ppo, ppo.Args(**settings, exp_name="stopped"))
     assert torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)["global_step"] == 512
     resumed = ppo.train(ppo.Args(resume=run_dir))
     assert resumed["evaluations"] == full["evaluations"] and len(full["evaluations"]) >= 2
@@ -235,22 +212,22 @@ def test_ppo_run_resumes_exactly(env_id, tmp_path, monkeypatch):
             assert np.array_equal(a["obs_rms"][key], b["obs_rms"][key]), key
 
 
-def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+def test_bad_checkpoints_are_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys, stopped_run):
     monkeypatch.chdir(tmp_path)
     td3 = importlib.import_module("sparse_td3_continuous")
     sac = importlib.import_module("sparse_sac_continuous")
     settings = dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=500)
-    run_dir = stopped_run(td3, td3.Args(**settings, exp_name="stopped"), monkeypatch)
+    run_dir = stopped_run(td3, td3.Args(**settings, exp_name="stopped"))
     path = os.path.join(run_dir, "checkpoint.pt")
     good = open(path, "rb").read()
 
     def refused(module, resume: str) -> str:
         before = files(str(tmp_path))
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(module.BadInput) as e:
             module.train(module.Args(resume=resume))
         assert files(str(tmp_path)) == before  # nothing written: no run folder, no tensorboard purge marker
-        assert "Traceback" not in capsys.readouterr().err
-        return str(e.value.code)
+        assert "Traceback" not in capsys.readouterr().err and "\n" not in str(e.value)
+        return str(e.value)
 
     assert "is a checkpoint of sparse_td3_continuous.py, not of sparse_sac_continuous.py" in refused(sac, run_dir)
     assert "no checkpoint at" in refused(td3, os.path.join(run_dir, "missing.pt"))
@@ -363,14 +340,16 @@ def test_a_second_checkpoint_keeps_the_first_as_previous_until_the_run_ends(tmp_
 
 
 @pytest.mark.parametrize("script", [*sorted(RUNS), "sparse_ppo"])
-def test_resume_continues_in_its_run_folder_and_never_touches_a_finished_run(script, tmp_path, monkeypatch):
+def test_resume_continues_in_its_run_folder_and_never_touches_a_finished_run(
+    script, tmp_path, monkeypatch, stopped_run
+):
     """Resuming a run folder by its absolute path from another working directory finishes the run in that folder;
     afterwards a copy of its checkpoint taken elsewhere, or the folder itself, is refused without writing anything."""
     module = importlib.import_module(script)
     settings = dict(RUNS.get(script, PPO), checkpoint_frequency=500)
     (tmp_path / "first").mkdir()
     monkeypatch.chdir(tmp_path / "first")
-    run_dir = os.path.abspath(stopped_run(module, module.Args(**settings, exp_name="stopped"), monkeypatch))
+    run_dir = os.path.abspath(stopped_run(module, module.Args(**settings, exp_name="stopped")))
     (tmp_path / "elsewhere").mkdir()
     copy = str(tmp_path / "elsewhere" / "checkpoint.pt")
     shutil.copy(os.path.join(run_dir, "checkpoint.pt"), copy)
@@ -382,29 +361,29 @@ def test_resume_continues_in_its_run_folder_and_never_touches_a_finished_run(scr
     assert not [name for name in os.listdir(run_dir) if name.startswith("checkpoint")]  # finished: deleted
     before = files(str(tmp_path))
     for resume in (copy, run_dir):
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(module.BadInput) as e:
             module.train(module.Args(resume=resume))
-        assert "has finished" in str(e.value.code)
+        assert "has finished" in str(e.value)
         assert files(str(tmp_path)) == before  # summary.json and the logs untouched
 
 
-def test_a_checkpoint_copied_out_of_its_folder_continues_its_own_run(tmp_path, monkeypatch):
+def test_a_checkpoint_copied_out_of_its_folder_continues_its_own_run(tmp_path, monkeypatch, stopped_run):
     """A copy of an unfinished run's checkpoint continues that run in its folder, wherever the copy is and whatever
     the working directory; a copy whose run folder is nowhere to be found is refused."""
     td3 = importlib.import_module("sparse_td3_continuous")
     settings = dict(RUNS["sparse_td3_continuous"], checkpoint_frequency=500)
     (tmp_path / "first").mkdir()
     monkeypatch.chdir(tmp_path / "first")
-    run_dir = os.path.abspath(stopped_run(td3, td3.Args(**settings, exp_name="stopped"), monkeypatch))
+    run_dir = os.path.abspath(stopped_run(td3, td3.Args(**settings, exp_name="stopped")))
     checkpoint = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
     (tmp_path / "elsewhere").mkdir()
     torch.save(checkpoint, tmp_path / "elsewhere" / "checkpoint.pt")
     checkpoint["run_dir_abs"] = str(tmp_path / "gone")
     torch.save(checkpoint, tmp_path / "elsewhere" / "lost.pt")
     monkeypatch.chdir(tmp_path / "elsewhere")
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(td3.BadInput) as e:
         td3.train(td3.Args(resume="lost.pt"))
-    assert f"put the checkpoint in a folder named {os.path.basename(run_dir)}" in str(e.value.code)
+    assert f"put the checkpoint in a folder named {os.path.basename(run_dir)}" in str(e.value)
     summary = td3.train(td3.Args(resume="checkpoint.pt"))
     assert summary["run_dir"] == run_dir and os.path.exists(os.path.join(run_dir, "summary.json"))
     assert sorted(os.listdir(tmp_path / "elsewhere")) == ["checkpoint.pt", "lost.pt"]

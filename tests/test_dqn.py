@@ -4,8 +4,6 @@ and Pong for every method."""
 import glob
 import os
 import resource
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
@@ -258,7 +256,7 @@ def test_short_run_per_method(setting, method, tmp_path, monkeypatch):
         assert net["total_weights"] == CNNS["same"]["total"][6]  # Dopamine's network by default (Pong: 6 actions)
 
 
-def test_valid_padding_run_and_checkpoints_of_the_old_network(tmp_path, monkeypatch, capsys):
+def test_valid_padding_run_and_checkpoints_of_the_old_network(tmp_path, monkeypatch, capsys, stopped_run):
     """--cnn-padding valid trains CleanRL's network. A checkpoint written before the flag existed (a 'valid' network,
     no cnn_padding among its args) is refused by the default network with the one-line error, and resumes when
     --cnn-padding valid is given."""
@@ -272,27 +270,18 @@ def test_valid_padding_run_and_checkpoints_of_the_old_network(tmp_path, monkeypa
     q.load_state_dict(ckpt["q_network"])
     assert tuple(q.network[7].weight.shape) == (512, 3136)
 
-    # A finished run deletes its checkpoints: take one from a run stopped right after its first checkpoint.
-    original = dqn.save_checkpoint
-
-    def save_then_stop(run_dir: str, checkpoint: dict) -> str:
-        original(run_dir, checkpoint)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(dqn, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        dqn.train(dqn.Args(**{**settings, "save_model": False}, exp_name="stopped"))
-    monkeypatch.setattr(dqn, "save_checkpoint", original)
-    (stopped,) = glob.glob(os.path.join("runs", "*__stopped__*"))
+    # A finished run deletes its checkpoints, and a finished run is not resumed: take the checkpoint from the same
+    # run stopped (as if killed) right after it wrote its first one, at step 200.
+    stopped = stopped_run(dqn, dqn.Args(**settings, exp_name="stopped"))
     checkpoint = torch.load(os.path.join(stopped, "checkpoint.pt"), weights_only=False)
     del checkpoint["args"]["cnn_padding"]  # as the script wrote them before --cnn-padding
     old = str(tmp_path / "old.pt")
     torch.save(checkpoint, old)
     capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(dqn.BadInput) as e:
         dqn.train(dqn.Args(resume=old))
-    message = str(e.value.code)
-    assert message.startswith("error: the checkpoint does not match this run's networks") and "\n" not in message
+    message = str(e.value)
+    assert message.startswith("the checkpoint does not match this run's networks") and "\n" not in message
     assert "Traceback" not in capsys.readouterr().err
     resumed = dqn.train(dqn.Args(resume=old, cnn_padding="valid"))
     assert resumed["networks"]["q_network"]["total_weights"] == CNNS["valid"]["total"][6]
@@ -325,11 +314,5 @@ def test_same_seed_same_results_and_saved_model(tmp_path, monkeypatch):
         (["--env-id", "ALE/NoSuchGame-v5"], "cannot make --env-id ALE/NoSuchGame-v5"),
     ],
 )
-def test_bad_input_fails_with_one_line(flags, message, tmp_path):
-    result = subprocess.run(
-        [sys.executable, SCRIPT, *flags, "--total-timesteps", "10"], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert os.listdir(tmp_path) == []  # the working directory (the test's) is as it was: no runs/
+def test_bad_input_fails_with_one_line(flags, message, refused):
+    assert message in refused(SCRIPT, *flags, "--total-timesteps", "10")

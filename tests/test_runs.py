@@ -160,10 +160,20 @@ REFUSALS = [
 )
 def test_a_refusal_is_one_line_and_writes_nothing(script, flags, message, tmp_path):
     module = importlib.import_module(script)
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(module.BadInput) as e:
         module.train(module.Args(**{**TINY[script], **flags}))
-    assert str(e.value.code).startswith("error: ") and "\n" not in str(e.value.code)
-    assert message in str(e.value.code)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_entry_point_turns_a_refusal_into_one_error_line(script, tmp_path, monkeypatch):
+    """Bad input is raised where it is found (BadInput) and printed once, by main, as `error: ...`."""
+    module = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--torch-threads", "0"])
+    with pytest.raises(SystemExit) as e:
+        module.main(module.train, module.Args)
+    assert e.value.code == "error: --torch-threads must be at least 1, got 0"
     assert os.listdir(tmp_path) == []
 
 

@@ -1,4 +1,4 @@
-"""Behaviour of the shared sparse-training block. The block is byte-identical in every script (see
+"""Behaviour of the shared sparse-training section. The section is byte-identical in every script (see
 test_block_identical.py), so testing the TD3 script's copy tests them all."""
 
 import copy
@@ -41,7 +41,8 @@ def train_steps(net: nn.Module, sparse: SparseNetwork, opt: torch.optim.Optimize
         loss = net(torch.randn(16, in_features)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
-        sparse.prepare_step(opt)
+        sparse.update_topology_if_due(opt)
+        sparse.mask_gradients()
         opt.step()
         if check is not None:
             check()
@@ -226,7 +227,7 @@ def test_no_op_updates_are_not_counted():
     opt.zero_grad()
     loss.backward()
     state = copy.deepcopy(opt.state_dict())
-    assert sparse.prepare_step(opt) is False  # step 10 = update_end
+    assert sparse.update_topology_if_due(opt) is False  # step 10 = update_end
     assert sparse.updates == 1 and sparse.last_mask_change == change
     assert all(torch.equal(m, masks[n]) for n, m in sparse.masks.items())
     after = opt.state_dict()["state"]
@@ -310,7 +311,8 @@ def test_topology_update_keeps_counts_and_resets_new_connections(method):
     loss = net(torch.randn(16, 6)).pow(2).mean()
     opt.zero_grad()
     loss.backward()
-    assert sparse.prepare_step(opt)  # step 25: an update
+    assert sparse.update_topology_if_due(opt)  # step 25: an update
+    sparse.mask_gradients()
     for name, mask in sparse.masks.items():
         w, state, new = sparse.layers[name].weight, opt.state[sparse.layers[name].weight], mask.bool()
         assert int(new.sum()) == nnz[name]
@@ -353,7 +355,7 @@ def test_rigl_grows_where_planted_gradient_is_largest():
     w.grad = torch.rand(8, 8) * 0.1
     w.grad.view(-1)[planted] = 10.0
     old = mask.bool().clone()
-    sparse.prepare_step(torch.optim.Adam(net.parameters()))
+    sparse.update_topology_if_due(torch.optim.Adam(net.parameters()))
     expected = old.flatten().clone()
     expected[smallest] = False
     expected[planted] = True
@@ -381,7 +383,8 @@ def test_pruning_follows_cubic_schedule(prune_end):
         loss = net(torch.randn(16, 6)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
-        updated = sparse.prepare_step(opt)
+        updated = sparse.update_topology_if_due(opt)
+        sparse.mask_gradients()
         opt.step()
         # step 10 is prune_start, where the schedule is 0: nothing to prune, so not an update
         assert updated == (10 < step <= prune_end and (step % 10 == 0 or step == prune_end))
@@ -450,7 +453,8 @@ def test_training_flops_per_method(method):
         loss = net(torch.randn(5, 3)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
-        sparse.prepare_step(opt)
+        sparse.update_topology_if_due(opt)
+        sparse.mask_gradients()
         opt.step()
         f, fd = sparse.flops, sparse.dense_flops
         if method == "rigl" and step <= 8:
