@@ -138,6 +138,9 @@ class Args:
     """critic gradient step at which gradual pruning starts; None: 20% of the gradient steps"""
     prune_end: int | None = None
     """critic gradient step at which gradual pruning reaches its target; None: 80% of the gradient steps"""
+    sparse_kernels: str = "off"
+    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
+    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
 
 
 # --- sparse training (identical in every script) ---
@@ -323,6 +326,7 @@ class SparseNetwork:
         update_end: int = 0,
         prune_start: int = 0,
         prune_end: int = 0,
+        sparse_kernels: str = "off",
     ) -> None:
         self.method, self.batch_size = method, batch_size
         self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
@@ -377,6 +381,7 @@ class SparseNetwork:
         for hook in hooks:
             hook.remove()
         self.dense_flops = self.forward_flops(dense=True)
+        self.kernels = SparseKernels(self, sparse_kernels)  # off by default; see SparseKernels
         self._refresh_counts()
 
     def weights_of(self, other: nn.Module) -> list[torch.Tensor]:
@@ -407,9 +412,11 @@ class SparseNetwork:
     def _refresh_counts(self) -> None:
         self._nnz = {name: int(mask.sum().item()) for name, mask in self.masks.items()}
         self.flops = self.forward_flops()
+        self.kernels.refresh()
 
-    def _due(self, start: int, end: int) -> bool:
-        return start <= self.step <= end and (self.step - start) % self.update_interval == 0
+    def _due(self, start: int, end: int, ahead: int = 0) -> bool:
+        step = self.step + ahead  # ahead=1: will the next update_topology_if_due() call be due
+        return start <= step <= end and (step - start) % self.update_interval == 0
 
     @torch.no_grad()
     def update_topology_if_due(self, optimizer: torch.optim.Optimizer) -> bool:
@@ -566,6 +573,116 @@ class SparseNetwork:
             }
         )
         return out
+
+
+# Sparse kernels (--sparse-kernels): a masked Linear layer that is sparse enough runs forward and backward on its
+# active weights only, as CSR products, instead of as a dense product with zeros in it. Nothing above changes: the
+# dense weights, masks, optimizer state, weight decay and topology updates stay as they are, and the weight's gradient
+# is still a dense tensor, zero at inactive positions. Conv2d layers stay masked-dense.
+class SparseLinearFunction(torch.autograd.Function):
+    """y = x W^T + b on the active weights: forward W_csr @ x^T, input gradient W^T_csr @ grad_y^T, weight gradient
+    grad_y^T x sampled at the active positions only and scattered into a dense zero tensor."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: "LinearKernel"):
+        values = weight.detach().reshape(-1)[k.flat]  # the active weights, in CSR (row-major) order
+        ctx.save_for_backward(x, values)
+        ctx.k = k
+        y = torch.mm(torch.sparse_csr_tensor(k.crow, k.col, values, k.shape, check_invariants=False), x.t()).t()
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        (x, values), k = ctx.saved_tensors, ctx.k
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            w_t = torch.sparse_csr_tensor(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], check_invariants=False)
+            grad_x = torch.mm(w_t, grad_y.t()).t()
+        if ctx.needs_input_grad[1]:
+            grad_w = grad_y.new_zeros(k.shape)
+            grad_w.view(-1)[k.flat] = torch.sparse.sampled_addmm(k.pattern, grad_y.t(), x, beta=0.0).values()
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_y.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+class LinearKernel:
+    """One layer's sparsity structure, rebuilt at each mask change so that a step only gathers the active values:
+    their flat indices, the CSR indices of W and of W^T, and the order taking W's values to W^T's."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        n_out, n_in = self.shape = tuple(mask.shape)
+        self.flat = mask.reshape(-1).nonzero().squeeze(1)
+        rows, self.col = self.flat // n_in, self.flat % n_in
+        self.crow = nn.functional.pad(torch.bincount(rows, minlength=n_out).cumsum(0), (1, 0))
+        self.perm = torch.argsort(self.col * n_out + rows)
+        self.crow_t = nn.functional.pad(torch.bincount(self.col, minlength=n_in).cumsum(0), (1, 0))
+        self.col_t = rows[self.perm]
+        zeros = torch.zeros(len(self.flat), dtype=mask.dtype, device=mask.device)
+        self.pattern = torch.sparse_csr_tensor(self.crow, self.col, zeros, self.shape, check_invariants=False)
+
+
+class SparseKernels:
+    """--sparse-kernels for one network: "off"; a sparsity threshold ("0.95": every masked Linear layer at least that
+    sparse runs on sparse kernels, a fixed choice, so a seeded run repeats exactly); or "auto": a layer at least half
+    sparse runs on them when timing its forward and backward at the training batch size says they are faster by 10%
+    (the choice can differ between machines or loads, and with it a seeded run's float rounding). Chosen again at
+    each mask change, so a pruned layer switches once it is sparse enough. A drop-and-grow step runs dense: RigL
+    grows by the dense gradient, and a grown weight takes its first optimizer step with it (SET too)."""
+
+    def __init__(self, net: "SparseNetwork", mode: str) -> None:
+        message = f"--sparse-kernels must be off, auto or a sparsity in [0, 1], got {mode!r}"
+        try:
+            self.threshold = None if mode == "off" else 0.5 if mode == "auto" else float(mode)
+        except ValueError:
+            raise BadInput(message) from None
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise BadInput(message)
+        self.net, self.timed, self.verdicts = net, mode == "auto", {}
+        linear = [name for name in net.masks if isinstance(net.layers[name], nn.Linear)]
+        self.kernels: dict[str, LinearKernel | None] = dict.fromkeys(linear if self.threshold is not None else [])
+        for name in self.kernels:  # an instance attribute, so the module and its state_dict stay as they are
+            net.layers[name].forward = lambda x, name=name: self.forward(name, x)
+
+    def refresh(self) -> None:
+        """Rebuild the kernels after a mask change; a layer not sparse enough (auto: not faster) gets none."""
+        for name in self.kernels:
+            sparsity = 1.0 - self.net._nnz[name] / self.net.masks[name].numel()
+            kernel = LinearKernel(self.net.masks[name]) if sparsity >= self.threshold else None
+            if kernel is not None and self.timed:
+                key = (name, round(sparsity, 2))  # SET and RigL keep the count: one timing per layer
+                if key not in self.verdicts:
+                    self.verdicts[key] = self._sparse_is_faster(self.net.layers[name], kernel)
+                kernel = kernel if self.verdicts[key] else None
+            self.kernels[name] = kernel
+
+    def forward(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        layer, kernel, net = self.net.layers[name], self.kernels[name], self.net
+        if kernel is None or (
+            net.method in ("set", "rigl") and torch.is_grad_enabled() and net._due(net.update_start, net.update_end, 1)
+        ):
+            return nn.functional.linear(x, layer.weight, layer.bias)
+        y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias, kernel)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    def _sparse_is_faster(self, layer: nn.Linear, kernel: LinearKernel, repeats: int = 5) -> bool:
+        """Time the layer's forward and backward, dense against sparse, alternated, after one warm-up round; the
+        inputs are ones, so timing draws no random numbers."""
+        w = layer.weight.detach().clone().requires_grad_()
+        x = torch.ones(self.net.batch_size, w.shape[1], device=w.device, requires_grad=True)
+        g = torch.ones(self.net.batch_size, w.shape[0], device=w.device)
+        runs = {
+            "dense": lambda: nn.functional.linear(x, w).backward(g),
+            "sparse": lambda: SparseLinearFunction.apply(x, w, None, kernel).backward(g),
+        }
+        times: dict[str, list[float]] = {path: [] for path in runs}
+        for _ in range(repeats + 1):
+            for path, run in runs.items():
+                w.grad = x.grad = None
+                start = time.perf_counter()
+                run()
+                times[path].append(time.perf_counter() - start)
+        return min(times["sparse"][1:]) < 0.9 * min(times["dense"][1:])
 
 
 # --- end sparse training ---
@@ -779,6 +896,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         sparsity_aware_init=bool(args.sparsity_aware_init),
         drop_fraction=args.drop_fraction,
         drop_schedule=args.drop_schedule,
+        sparse_kernels=args.sparse_kernels,
     )
     critic_schedule = dict(
         update_interval=args.update_interval,
