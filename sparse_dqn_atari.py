@@ -450,6 +450,7 @@ class SparseNetwork:
     def weights_of(self, other: nn.Module) -> list[torch.Tensor]:
         """The weights of the layers of `other` (a copy of this network) that this network masks, in mask order."""
         layers = maskable_layers(other)
+        self.kernels.attach(layers)  # with --sparse-kernels, the copy (a target) computes on them too
         return [layers[name].weight for name in self.masks]
 
     @torch.no_grad()
@@ -651,8 +652,9 @@ class SparseLinearFunction(torch.autograd.Function):
         values = weight.detach().reshape(-1)[k.flat]  # the active weights, in CSR (row-major) order
         ctx.save_for_backward(x, values)
         ctx.k = k
-        y = torch.mm(torch.sparse_csr_tensor(k.crow, k.col, values, k.shape, check_invariants=False), x.t()).t()
-        return y if bias is None else y + bias
+        y = torch.mm(torch.sparse_csr_tensor(k.crow, k.col, values, k.shape, check_invariants=False), x.t())
+        # Row-major out and in (the transposes cost less than what mixed layouts cost elementwise ops downstream)
+        return y.t().contiguous() if bias is None else torch.add(bias, y.t()).contiguous()
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
@@ -660,7 +662,7 @@ class SparseLinearFunction(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             w_t = torch.sparse_csr_tensor(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], check_invariants=False)
-            grad_x = torch.mm(w_t, grad_y.t()).t()
+            grad_x = torch.mm(w_t, grad_y.t()).t().contiguous()
         if ctx.needs_input_grad[1]:
             grad_w = grad_y.new_zeros(k.shape)
             grad_w.view(-1)[k.flat] = torch.sparse.sampled_addmm(k.pattern, grad_y.t(), x, beta=0.0).values()
@@ -704,8 +706,13 @@ class SparseKernels:
         self.net, self.timed, self.verdicts = net, mode == "auto", {}
         linear = [name for name in net.masks if isinstance(net.layers[name], nn.Linear)]
         self.kernels: dict[str, LinearKernel | None] = dict.fromkeys(linear if self.threshold is not None else [])
-        for name in self.kernels:  # an instance attribute, so the module and its state_dict stay as they are
-            net.layers[name].forward = lambda x, name=name: self.forward(name, x)
+        self.attach(net.layers)
+
+    def attach(self, layers: dict[str, nn.Module]) -> None:
+        """Send these layers (the network's, or a copy's, read at its own weights) through forward(). The forward is
+        an instance attribute: the modules and their state_dicts stay as they are."""
+        for name in self.kernels:
+            layers[name].forward = lambda x, name=name, layer=layers[name]: self.forward(name, layer, x)
 
     def refresh(self) -> None:
         """Rebuild the kernels after a mask change; a layer not sparse enough (auto: not faster) gets none."""
@@ -719,8 +726,8 @@ class SparseKernels:
                 kernel = kernel if self.verdicts[key] else None
             self.kernels[name] = kernel
 
-    def forward(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        layer, kernel, net = self.net.layers[name], self.kernels[name], self.net
+    def forward(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        kernel, net = self.kernels[name], self.net
         if kernel is None or (
             net.method in ("set", "rigl") and torch.is_grad_enabled() and net._due(net.update_start, net.update_end, 1)
         ):
