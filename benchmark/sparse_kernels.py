@@ -39,7 +39,7 @@ OBS, ACT = 17, 6  # HalfCheetah
 VARIANTS = ("dense", "masked", "kernels")
 
 
-def build(agent: str, width: int, sparsity: float, variant: str, kernels: str, batch: int) -> dict:
+def build(agent: str, width: int, sparsity: float, variant: str, kernels: str, batch: int, dist: str | None) -> dict:
     """The networks, optimizers and sparse state of one agent, built as its script builds them."""
     module = td3 if agent == "td3" else sac
     defaults = module.Args()
@@ -55,7 +55,7 @@ def build(agent: str, width: int, sparsity: float, variant: str, kernels: str, b
         batch_size=batch,
         method="dense" if variant == "dense" else "static",
         sparsity=sparsity,
-        distribution=defaults.sparsity_distribution,
+        distribution=dist or defaults.sparsity_distribution,
         dense_first_layer=defaults.dense_first_layer,
         dense_output_layer=defaults.dense_output_layer,
         sparse_kernels=kernels if variant == "kernels" else "off",
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--widths", nargs="+", type=int, default=[256, 1024])
     parser.add_argument("--sparsities", nargs="+", type=float, default=[0.9, 0.95, 0.99])
     parser.add_argument("--kernels", default="auto", help="the --sparse-kernels value of the kernels variant")
+    parser.add_argument("--distribution", help="sparsity distribution (default: each script's)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="gradient steps per timing (even)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -189,7 +190,15 @@ def main() -> None:
     for agent in opts.agents:
         for width in opts.widths:
             for sparsity in opts.sparsities:
-                setups = {v: build(agent, width, sparsity, v, opts.kernels, opts.batch_size) for v in VARIANTS}
+                try:
+                    setups = {
+                        v: build(agent, width, sparsity, v, opts.kernels, opts.batch_size, opts.distribution)
+                        for v in VARIANTS
+                    }
+                except (td3.BadInput, sac.BadInput) as e:  # e.g. TD3's dense output layer at 99% and width 256
+                    print(f"| {agent} | {width} | {sparsity} | skipped: {e} |||||")
+                    rows.append(dict(agent=agent, width=width, sparsity=sparsity, skipped=str(e)))
+                    continue
                 b = opts.batch_size
                 batches = [
                     (
@@ -238,6 +247,7 @@ def main() -> None:
         steps=opts.steps,
         rounds=opts.rounds,
         kernels=opts.kernels,
+        distribution=opts.distribution,
     )
     with open(opts.out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
