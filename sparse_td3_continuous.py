@@ -627,7 +627,7 @@ class LinearKernel:
 class SparseKernels:
     """--sparse-kernels for one network: "off"; a sparsity threshold ("0.95": every masked Linear layer at least that
     sparse runs on sparse kernels, a fixed choice, so a seeded run repeats exactly); or "auto": a layer at least half
-    sparse runs on them when timing its forward and backward at the training batch size says they are faster by 10%
+    sparse runs on them when timing its forward and backward at the training batch size says they are faster by 25%
     (the choice can differ between machines or loads, and with it a seeded run's float rounding). Chosen again at
     each mask change, so a pruned layer switches once it is sparse enough. A drop-and-grow step runs dense: RigL
     grows by the dense gradient, and a grown weight takes its first optimizer step with it (SET too)."""
@@ -689,7 +689,9 @@ class SparseKernels:
                 start = time.perf_counter()
                 run()
                 times[path].append(time.perf_counter() - start)
-        return min(times["sparse"][1:]) < 0.9 * min(times["dense"][1:])
+        # a 25% margin: a layer's own timing misses costs the step adds around it (measured: at 10%, layers
+        # chosen at width 256 made the whole step slower)
+        return min(times["sparse"][1:]) < 0.75 * min(times["dense"][1:])
 
 
 # --- end sparse training ---
