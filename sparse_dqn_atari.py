@@ -12,9 +12,10 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
 sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
 this project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, setup and
-the training loop; then the run-infrastructure section (run folder and logs, progress, summaries, checkpoints and
-resume; also the same text in every script, and a first-time reader may skip it); `__main__`. Results and every
-deviation from the papers: docs/dqn.md.
+the training loop; DQN's checks of the environment (`check_env`) and of the flags, with the protocol's settings resolved
+(`resolve_args`); then the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock,
+progress, summaries, checkpoints and resume; shared checks of the flags; also the same text in every script, and a
+first-time reader may skip it); `__main__`. Results and every deviation from the papers: docs/dqn.md.
 """
 
 import collections

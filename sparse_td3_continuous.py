@@ -12,10 +12,11 @@ positions. --sparse-method gives every method studied in [G]: static masks, SET,
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
 sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); TD3: networks, replay buffer, evaluation; `train()`, setup and the training loop; then the
-run-infrastructure section (run folder and logs, progress, summaries, checkpoints and resume; also the same text in
-every script, and a first-time reader may skip it); `__main__`. Results and every deviation from the papers:
-docs/td3.md.
+this project); TD3: networks, replay buffer, evaluation; `train()`, setup and the training loop; TD3's checks of the
+flags and the environment (`check_args`) and the replay-buffer refill of a resumed run (`refill_buffer`); then the
+run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
+checkpoints and resume; shared checks of the flags; also the same text in every script, and a first-time reader may skip
+it); `__main__`. Results and every deviation from the papers: docs/td3.md.
 """
 
 import collections
