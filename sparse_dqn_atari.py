@@ -12,9 +12,11 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
 sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
 this project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, setup and
-the training loop; then the run-infrastructure section (run folder and logs, progress, summaries, checkpoints and
-resume; also the same text in every script, and a first-time reader may skip it); `__main__`. Results and every
-deviation from the papers: docs/dqn.md.
+the training loop; DQN's checks of the environment (`check_env`) and of the flags, with the protocol's settings resolved
+(`resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same
+text in every script); then the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock,
+progress, summaries, checkpoints and resume; shared checks of the flags; also the same text in every script, and a
+first-time reader may skip it); `__main__`. Results and every deviation from the papers: docs/dqn.md.
 """
 
 import collections
@@ -27,6 +29,8 @@ import os
 import random
 import sys
 import time
+import types
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -337,30 +341,6 @@ def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[d
     ]
 
 
-def check_sparse_args(
-    method: str,
-    sparsities: dict[str, float],
-    distribution: str,
-    drop_fraction: float,
-    drop_schedule: str,
-    update_interval: int,
-) -> None:
-    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
-    if method not in SPARSE_METHODS:
-        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
-    if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
-    if drop_schedule not in DROP_SCHEDULES:
-        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
-    for flag, value in sparsities.items():
-        if not 0.0 <= value < 1.0:
-            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
-    if not 0.0 <= drop_fraction <= 1.0:
-        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
-    if update_interval < 1:
-        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
-
-
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
@@ -444,7 +424,8 @@ class SparseNetwork:
         for hook in hooks:
             hook.remove()
         self.dense_flops = self.forward_flops(dense=True)
-        self.kernels = SparseKernels(self, sparse_kernels)  # off by default; see SparseKernels
+        # Off by default; the optional sparse-kernels section near the end of the file runs sparse layers faster.
+        self.kernels = SparseKernels(self, sparse_kernels)
         self._refresh_counts()
 
     def weights_of(self, other: nn.Module) -> list[torch.Tensor]:
@@ -637,124 +618,6 @@ class SparseNetwork:
             }
         )
         return out
-
-
-# Sparse kernels (--sparse-kernels): a masked Linear layer that is sparse enough runs forward and backward on its
-# active weights only, as CSR products, instead of as a dense product with zeros in it. Nothing above changes: the
-# dense weights, masks, optimizer state, weight decay and topology updates stay as they are, and the weight's gradient
-# is still a dense tensor, zero at inactive positions. Conv2d layers stay masked-dense.
-class SparseLinearFunction(torch.autograd.Function):
-    """y = x W^T + b on the active weights: forward W_csr @ x^T, input gradient W^T_csr @ grad_y^T, weight gradient
-    grad_y^T x sampled at the active positions only and scattered into a dense zero tensor."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: "LinearKernel"):
-        values = weight.detach().reshape(-1)[k.flat]  # the active weights, in CSR (row-major) order
-        ctx.save_for_backward(x, values)
-        ctx.k = k
-        y = torch.mm(torch.sparse_csr_tensor(k.crow, k.col, values, k.shape, check_invariants=False), x.t())
-        # Row-major out and in (the transposes cost less than what mixed layouts cost elementwise ops downstream)
-        return y.t().contiguous() if bias is None else torch.add(bias, y.t()).contiguous()
-
-    @staticmethod
-    def backward(ctx, grad_y: torch.Tensor):
-        (x, values), k = ctx.saved_tensors, ctx.k
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            w_t = torch.sparse_csr_tensor(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], check_invariants=False)
-            grad_x = torch.mm(w_t, grad_y.t()).t().contiguous()
-        if ctx.needs_input_grad[1]:
-            grad_w = grad_y.new_zeros(k.shape)
-            grad_w.view(-1)[k.flat] = torch.sparse.sampled_addmm(k.pattern, grad_y.t(), x, beta=0.0).values()
-        if ctx.needs_input_grad[2]:
-            grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None
-
-
-class LinearKernel:
-    """One layer's sparsity structure, rebuilt at each mask change so that a step only gathers the active values:
-    their flat indices, the CSR indices of W and of W^T, and the order taking W's values to W^T's."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        n_out, n_in = self.shape = tuple(mask.shape)
-        self.flat = mask.reshape(-1).nonzero().squeeze(1)
-        rows, self.col = self.flat // n_in, self.flat % n_in
-        self.crow = nn.functional.pad(torch.bincount(rows, minlength=n_out).cumsum(0), (1, 0))
-        self.perm = torch.argsort(self.col * n_out + rows)
-        self.crow_t = nn.functional.pad(torch.bincount(self.col, minlength=n_in).cumsum(0), (1, 0))
-        self.col_t = rows[self.perm]
-        zeros = torch.zeros(len(self.flat), dtype=mask.dtype, device=mask.device)
-        self.pattern = torch.sparse_csr_tensor(self.crow, self.col, zeros, self.shape, check_invariants=False)
-
-
-class SparseKernels:
-    """--sparse-kernels for one network: "off"; a sparsity threshold ("0.95": every masked Linear layer at least that
-    sparse runs on sparse kernels, a fixed choice, so a seeded run repeats exactly); or "auto": a layer at least half
-    sparse runs on them when timing its forward and backward at the training batch size says they are faster by 25%
-    (the choice can differ between machines or loads, and with it a seeded run's float rounding). Chosen again at
-    each mask change, so a pruned layer switches once it is sparse enough. A drop-and-grow step runs dense: RigL
-    grows by the dense gradient, and a grown weight takes its first optimizer step with it (SET too)."""
-
-    def __init__(self, net: "SparseNetwork", mode: str) -> None:
-        message = f"--sparse-kernels must be off, auto or a sparsity in [0, 1], got {mode!r}"
-        try:
-            self.threshold = None if mode == "off" else 0.5 if mode == "auto" else float(mode)
-        except ValueError:
-            raise BadInput(message) from None
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise BadInput(message)
-        self.net, self.timed, self.verdicts = net, mode == "auto", {}
-        linear = [name for name in net.masks if isinstance(net.layers[name], nn.Linear)]
-        self.kernels: dict[str, LinearKernel | None] = dict.fromkeys(linear if self.threshold is not None else [])
-        self.attach(net.layers)
-
-    def attach(self, layers: dict[str, nn.Module]) -> None:
-        """Send these layers (the network's, or a copy's, read at its own weights) through forward(). The forward is
-        an instance attribute: the modules and their state_dicts stay as they are."""
-        for name in self.kernels:
-            layers[name].forward = lambda x, name=name, layer=layers[name]: self.forward(name, layer, x)
-
-    def refresh(self) -> None:
-        """Rebuild the kernels after a mask change; a layer not sparse enough (auto: not faster) gets none."""
-        for name in self.kernels:
-            sparsity = 1.0 - self.net._nnz[name] / self.net.masks[name].numel()
-            kernel = LinearKernel(self.net.masks[name]) if sparsity >= self.threshold else None
-            if kernel is not None and self.timed:
-                key = (name, round(sparsity, 2))  # SET and RigL keep the count: one timing per layer
-                if key not in self.verdicts:
-                    self.verdicts[key] = self._sparse_is_faster(self.net.layers[name], kernel)
-                kernel = kernel if self.verdicts[key] else None
-            self.kernels[name] = kernel
-
-    def forward(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        kernel, net = self.kernels[name], self.net
-        if kernel is None or (
-            net.method in ("set", "rigl") and torch.is_grad_enabled() and net._due(net.update_start, net.update_end, 1)
-        ):
-            return nn.functional.linear(x, layer.weight, layer.bias)
-        y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias, kernel)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-
-    def _sparse_is_faster(self, layer: nn.Linear, kernel: LinearKernel, repeats: int = 5) -> bool:
-        """Time the layer's forward and backward, dense against sparse, alternated, after one warm-up round; the
-        inputs are ones, so timing draws no random numbers."""
-        w = layer.weight.detach().clone().requires_grad_()
-        x = torch.ones(self.net.batch_size, w.shape[1], device=w.device, requires_grad=True)
-        g = torch.ones(self.net.batch_size, w.shape[0], device=w.device)
-        runs = {
-            "dense": lambda: nn.functional.linear(x, w).backward(g),
-            "sparse": lambda: SparseLinearFunction.apply(x, w, None, kernel).backward(g),
-        }
-        times: dict[str, list[float]] = {path: [] for path in runs}
-        for _ in range(repeats + 1):
-            for path, run in runs.items():
-                w.grad = x.grad = None
-                start = time.perf_counter()
-                run()
-                times[path].append(time.perf_counter() - start)
-        # a 25% margin: a layer's own timing misses costs the step adds around it (measured: at 10%, layers
-        # chosen at width 256 made the whole step slower)
-        return min(times["sparse"][1:]) < 0.75 * min(times["dense"][1:])
 
 
 # --- end sparse training ---
@@ -1077,6 +940,175 @@ def evaluate(
     return np.array(returns)
 
 
+def train(args: Args, given: set[str] | None = None) -> dict:
+    """Train DQN with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
+    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
+    flags, checkpoint = load_run(args, SCRIPT, given)
+    atari = check_env(flags.env_id)
+    settings = resolve_args(flags, atari)
+    args = resolved(flags, settings)  # the protocol's settings in place of the flags left at None
+    # Gradient steps: one every train_frequency vector steps once learning has started.
+    iterations = args.total_timesteps // args.num_envs
+    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs)) // args.train_frequency
+    if grad_steps < 1:
+        raise BadInput(
+            f"no gradient step fits between --learning-starts ({args.learning_starts}) and --total-timesteps "
+            f"({args.total_timesteps}) at one every --train-frequency ({args.train_frequency}) steps"
+        )
+    window = (int(args.update_end_frac * grad_steps), int(args.prune_start_frac * grad_steps))
+    default_end = f"{args.update_end_frac:.0%} of the gradient steps"
+    schedule = topology_schedule(args, grad_steps, *window, int(args.prune_end_frac * grad_steps), default_end)
+    run = Run(SCRIPT, flags, checkpoint, {"settings": settings})
+    device = run.device
+
+    envs = gym.vector.SyncVectorEnv(
+        [
+            make_env(args.env_id, args.seed + i, i, args.capture_video, run.name, args.max_episode_steps)
+            for i in range(args.num_envs)
+        ]
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    frame_shape = envs.single_observation_space.shape
+    stack = 4 if atari else 1
+    obs_shape = (stack, *frame_shape) if atari else frame_shape
+    n_actions = int(envs.single_action_space.n)
+
+    q_network = QNetwork(obs_shape, n_actions, args.hidden_width, atari, args.cnn_padding).to(device)
+    example = (torch.zeros(1, *obs_shape, device=device),)
+    sparse = SparseNetwork(q_network, example, sparsity=args.sparsity, **sparse_kwargs(args, args.batch_size, schedule))
+    sparse_nets = {"q_network": sparse}
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
+    optimizer = torch.optim.Adam(weight_decay_groups([q_network], args.weight_decay), lr=args.learning_rate, fused=True)
+    target_network = QNetwork(obs_shape, n_actions, args.hidden_width, atari, args.cnn_padding).to(device)
+    target_network.load_state_dict(q_network.state_dict())  # a copy of the masked network: exactly as sparse
+
+    obs_dtype = np.uint8 if atari else np.float32
+    rb = ReplayBuffer(args.buffer_size, args.num_envs, frame_shape, obs_dtype, stack, args.seed)
+    envs.action_space.seed(args.seed)
+    eval_env = make_env(args.env_id, args.seed + 100, 1, False, run.name, args.max_episode_steps)()
+    obs, _ = envs.reset(seed=args.seed)
+    # the agent's view: the last `stack` observations of each env, zeros before the episode's first one
+    state = np.zeros((args.num_envs, stack, *frame_shape), dtype=obs_dtype)
+    state[:, -1] = obs
+    first = np.ones(args.num_envs, dtype=bool)
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    grad_step, loss = 0, torch.zeros(())
+
+    def act(state: np.ndarray, global_step: int) -> tuple[np.ndarray, float]:
+        """Epsilon-greedy actions: epsilon 1 during warm-up, then decaying linearly. Returns (actions, epsilon)."""
+        epsilon = (
+            linear_schedule(args.start_e, args.end_e, args.exploration_steps, global_step - args.learning_starts)
+            if global_step >= args.learning_starts
+            else 1.0
+        )
+        if random.random() < epsilon:
+            return envs.action_space.sample(), epsilon
+        with torch.no_grad():
+            x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
+            return q_network(x.float()).argmax(dim=1).cpu().numpy(), epsilon
+
+    def loop_state() -> dict:
+        """What the loop carries from one iteration to the next: a checkpoint saves it, a resumed run starts from it."""
+        return {"grad_step": grad_step, "loss": loss.detach(), "state": state, "first": first, "autoreset": autoreset}
+
+    modules = {"q_network": q_network, "target_network": target_network}
+    start_iteration, saved = run.restore(modules, {"optimizer": optimizer}, sparse_nets, envs, rb, loop_state)
+    grad_step, loss, state, first, autoreset = saved.values()
+    if run.refill:
+        # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
+        # epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and the
+        # buffer now holds only recent experience, so the run differs from an uninterrupted one.
+        refill = max(args.learning_starts, args.batch_size + stack + 1)
+        print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
+        first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
+        for _ in range(math.ceil(refill / args.num_envs)):
+            actions, _ = act(state, start_iteration * args.num_envs)
+            next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+            clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards
+            state, first, autoreset = record_step(
+                rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
+            )
+    writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
+
+    for iteration in range(start_iteration, iterations):
+        global_step = iteration * args.num_envs
+        actions, epsilon = act(state, global_step)
+
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                writer.add_scalar("charts/epsilon", epsilon, global_step)
+
+        clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards  # Dopamine clips rewards in the agent
+        state, first, autoreset = record_step(
+            rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
+        )
+
+        # (iteration > 0: the first row has no next observation yet, so there is nothing to sample)
+        if global_step >= args.learning_starts and iteration > 0 and iteration % args.train_frequency == 0:
+            run.clock.learning()
+            grad_step += 1
+            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
+            with torch.no_grad():
+                target_max = target_network(b_next_obs.float()).max(dim=1).values
+                td_target = b_rewards + args.gamma * target_max * (1 - b_terminations)
+            old_val = q_network(b_obs.float()).gather(1, b_actions[:, None]).squeeze(1)
+            loss = F.smooth_l1_loss(td_target, old_val) if args.loss == "huber" else F.mse_loss(td_target, old_val)
+            optimizer.zero_grad()
+            loss.backward()
+            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+            # inactive weights lose their gradients so the optimizer cannot move them.
+            sparse.update_topology_if_due(optimizer)
+            sparse.mask_gradients()
+            optimizer.step()
+
+            if grad_step % 100 == 0:
+                writer.add_scalar("losses/td_loss", loss.item(), global_step)
+                writer.add_scalar("losses/q_values", old_val.mean().item(), global_step)
+                writer.add_scalar("charts/SPS", int(global_step / run.clock.wall_s()), global_step)
+            if grad_step % args.update_interval == 0:
+                log_sparsity(writer, sparse_nets, global_step)
+
+        if (
+            iteration + 1
+        ) * args.num_envs // args.target_network_frequency > global_step // args.target_network_frequency:
+            target_network.load_state_dict(q_network.state_dict())
+
+        step, last = global_step + args.num_envs, iteration == iterations - 1
+        run.evaluate_if_due(
+            step,
+            last,
+            lambda: evaluate(
+                q_network, eval_env, args.eval_episodes, args.eval_epsilon, stack, args.seed + 100, device
+            ),
+        )
+        run.checkpoint_if_due(step, iteration + 1, last)
+        run.progress.update(step)
+
+    model = dict(obs_shape=obs_shape, n_actions=n_actions, atari=atari)
+    learned_steps = grad_step * args.train_frequency * args.num_envs
+    return run.finish(iterations * args.num_envs, learned_steps, model, close=(envs, eval_env))
+
+
+def check_env(env_id: str) -> bool:
+    """Refuse (BadInput, one line) an environment this DQN cannot train on; return whether it is an Atari game
+    (else a flat-vector one)."""
+    try:
+        atari = is_atari(env_id)
+    except gym.error.Error as e:
+        raise BadInput(f"cannot make --env-id {env_id}: {e}") from None
+    probe = make_probe(env_id)
+    if not isinstance(probe.action_space, gym.spaces.Discrete):
+        raise BadInput(f"{env_id} has a {type(probe.action_space).__name__} action space; DQN needs a discrete one")
+    if not atari and len(probe.observation_space.shape or ()) != 1:
+        raise BadInput(f"{env_id} is neither Atari nor a flat-vector environment; this script handles those two")
+    probe.close()
+    return atari
+
+
 def resolve_args(args: Args, atari: bool) -> dict:
     """Validate the arguments and return every protocol setting: the flag's value, or the protocol's tuned one."""
     protocol = PROTOCOLS["atari" if atari else "classic"]
@@ -1092,6 +1124,7 @@ def resolve_args(args: Args, atari: bool) -> dict:
         args.drop_schedule,
         c["update_interval"],
     )
+    SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     for name in (
         "total_timesteps",
         "buffer_size",
@@ -1115,6 +1148,11 @@ def resolve_args(args: Args, atari: bool) -> dict:
             raise BadInput(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     if not 0.0 <= c["eval_epsilon"] <= 1.0:
         raise BadInput(f"--eval-epsilon must be in [0, 1], got {c['eval_epsilon']}")
+    if c["learning_starts"] >= c["total_timesteps"]:
+        raise BadInput(
+            f"--learning-starts ({c['learning_starts']}) must be less than --total-timesteps "
+            f"({c['total_timesteps']}): the run would never learn"
+        )
     if args.checkpoint_frequency < 0:
         raise BadInput(
             f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
@@ -1122,309 +1160,477 @@ def resolve_args(args: Args, atari: bool) -> dict:
     return c
 
 
-def train(args: Args, given: set[str] | None = None) -> dict:
-    """Train DQN with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
-    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
-    checkpoint = None
-    if args.resume:
-        checkpoint = load_checkpoint(args.resume, SCRIPT)
-        args = resume_args(args, checkpoint, given)
-    check_optional_dependencies(args.track, args.capture_video)
-    try:
-        atari = is_atari(args.env_id)
-        probe = gym.make(args.env_id)
-    except gym.error.Error as e:
-        raise BadInput(f"cannot make --env-id {args.env_id}: {e}") from None
-    if not isinstance(probe.action_space, gym.spaces.Discrete):
-        raise BadInput(
-            f"{args.env_id} has a {type(probe.action_space).__name__} action space; DQN needs a discrete one"
-        )
-    if not atari and len(probe.observation_space.shape or ()) != 1:
-        raise BadInput(f"{args.env_id} is neither Atari nor a flat-vector environment; this script handles those two")
-    probe.close()
-    c = resolve_args(args, atari)
+# --- sparse kernels (identical in every script; optional, --sparse-kernels) ---
+# The masks above simulate sparsity: the FLOPs are counted, not saved. With --sparse-kernels, a masked Linear layer
+# that is sparse enough runs forward and backward on its active weights only, as CSR products, instead of as a dense
+# product with zeros in it. Nothing in the sparse-training section changes: the dense weights, masks, optimizer state,
+# weight decay and topology updates stay as they are, and the weight's gradient is still a dense tensor, zero at
+# inactive positions. Conv2d layers stay masked-dense. A first reading may skip this section.
+# torch marks its CSR support as beta with a warning at first use; the products used here are tested below.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
-    # Gradient steps: one every train_frequency vector steps once learning has started.
-    iterations = c["total_timesteps"] // args.num_envs
-    grad_steps = max(0, iterations - math.ceil(c["learning_starts"] / args.num_envs)) // c["train_frequency"]
-    update_end = args.update_end if args.update_end is not None else int(c["update_end_frac"] * grad_steps)
-    prune_start = args.prune_start if args.prune_start is not None else int(c["prune_start_frac"] * grad_steps)
-    prune_end = args.prune_end if args.prune_end is not None else int(c["prune_end_frac"] * grad_steps)
-    if c["learning_starts"] >= c["total_timesteps"]:
-        raise BadInput(
-            f"--learning-starts ({c['learning_starts']}) must be less than --total-timesteps "
-            f"({c['total_timesteps']}): the run would never learn"
-        )
-    if grad_steps < 1:
-        raise BadInput(
-            f"no gradient step fits between --learning-starts ({c['learning_starts']}) and --total-timesteps "
-            f"({c['total_timesteps']}) at one every --train-frequency ({c['train_frequency']}) steps"
-        )
-    if args.sparse_method == "prune" and prune_end <= prune_start:
-        raise BadInput(f"--prune-end ({prune_end}) must be after --prune-start ({prune_start})")
-    note_if_no_topology_updates(
-        args.sparse_method,
-        args.update_start,
-        update_end,
-        c["update_interval"],
-        grad_steps,
-        f"{c['update_end_frac']:.0%} of the gradient steps",
-    )
 
-    run_name, run_dir, device = start_run(args, checkpoint)
+class SparseLinearFunction(torch.autograd.Function):
+    """y = x W^T + b on the active weights: forward W_csr @ x^T, input gradient W^T_csr @ grad_y^T, weight gradient
+    grad_y^T x sampled at the active positions only and scattered into a dense zero tensor."""
 
-    envs = gym.vector.SyncVectorEnv(
-        [
-            make_env(args.env_id, args.seed + i, i, args.capture_video, run_name, c["max_episode_steps"])
-            for i in range(args.num_envs)
-        ]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    frame_shape = envs.single_observation_space.shape
-    stack = 4 if atari else 1
-    obs_shape = (stack, *frame_shape) if atari else frame_shape
-    n_actions = int(envs.single_action_space.n)
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: "LinearKernel"):
+        values = weight.detach().reshape(-1)[k.flat]  # the active weights, in CSR (row-major) order
+        ctx.save_for_backward(x, values)
+        ctx.k = k
+        y = torch.mm(torch.sparse_csr_tensor(k.crow, k.col, values, k.shape, check_invariants=False), x.t())
+        # Row-major out and in (the transposes cost less than what mixed layouts cost elementwise ops downstream)
+        return y.t().contiguous() if bias is None else torch.add(bias, y.t()).contiguous()
 
-    q_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari, args.cnn_padding).to(device)
-    sparse = SparseNetwork(
-        q_network,
-        (torch.zeros(1, *obs_shape, device=device),),
-        batch_size=c["batch_size"],
-        method=args.sparse_method,
-        sparse_kernels=args.sparse_kernels,
-        sparsity=args.sparsity,
-        distribution=args.sparsity_distribution,
-        dense_first_layer=args.dense_first_layer,
-        dense_output_layer=args.dense_output_layer,
-        sparsity_aware_init=c["sparsity_aware_init"],
-        update_interval=c["update_interval"],
-        drop_fraction=c["drop_fraction"],
-        drop_schedule=args.drop_schedule,
-        update_start=args.update_start,
-        update_end=update_end,
-        prune_start=prune_start,
-        prune_end=prune_end,
-    )
-    sparse_nets = {"q_network": sparse}
-    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
-    optimizer = torch.optim.Adam(weight_decay_groups([q_network], c["weight_decay"]), lr=c["learning_rate"], fused=True)
-    target_network = QNetwork(obs_shape, n_actions, c["hidden_width"], atari, args.cnn_padding).to(device)
-    target_network.load_state_dict(q_network.state_dict())  # a copy of the masked network: exactly as sparse
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        (x, values), k = ctx.saved_tensors, ctx.k
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            w_t = torch.sparse_csr_tensor(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], check_invariants=False)
+            grad_x = torch.mm(w_t, grad_y.t()).t().contiguous()
+        if ctx.needs_input_grad[1]:
+            grad_w = grad_y.new_zeros(k.shape)
+            grad_w.view(-1)[k.flat] = torch.sparse.sampled_addmm(k.pattern, grad_y.t(), x, beta=0.0).values()
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_y.sum(0)
+        return grad_x, grad_w, grad_b, None
 
-    obs_dtype = np.uint8 if atari else np.float32
-    rb = ReplayBuffer(c["buffer_size"], args.num_envs, frame_shape, obs_dtype, stack, args.seed)
-    envs.action_space.seed(args.seed)
 
-    eval_env = make_env(args.env_id, args.seed + 100, 1, False, run_name, c["max_episode_steps"])()
-    evaluations: list[tuple[int, float]] = []
-    next_eval, next_checkpoint = c["eval_frequency"], args.checkpoint_frequency
-    obs, _ = envs.reset(seed=args.seed)
-    # the agent's view: the last `stack` observations of each env, zeros before the episode's first one
-    state = np.zeros((args.num_envs, stack, *frame_shape), dtype=obs_dtype)
-    state[:, -1] = obs
-    first = np.ones(args.num_envs, dtype=bool)
-    autoreset = np.zeros(args.num_envs, dtype=bool)
-    start_iteration, grad_step, loss = 0, 0, torch.zeros(())
-    eval_seconds, learn_start_time, start_time = 0.0, None, time.time()
-    modules = {"q_network": q_network, "target_network": target_network}
+class LinearKernel:
+    """One layer's sparsity structure, rebuilt at each mask change so that a step only gathers the active values:
+    their flat indices, the CSR indices of W and of W^T, and the order taking W's values to W^T's."""
 
-    def act(state: np.ndarray, global_step: int) -> tuple[np.ndarray, float]:
-        """Epsilon-greedy actions: epsilon 1 during warm-up, then decaying linearly. Returns (actions, epsilon)."""
-        epsilon = (
-            linear_schedule(args.start_e, args.end_e, c["exploration_steps"], global_step - c["learning_starts"])
-            if global_step >= c["learning_starts"]
-            else 1.0
-        )
-        if random.random() < epsilon:
-            return envs.action_space.sample(), epsilon
-        with torch.no_grad():
-            x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
-            return q_network(x.float()).argmax(dim=1).cpu().numpy(), epsilon
+    def __init__(self, mask: torch.Tensor) -> None:
+        n_out, n_in = self.shape = tuple(mask.shape)
+        self.flat = mask.reshape(-1).nonzero().squeeze(1)
+        rows, self.col = self.flat // n_in, self.flat % n_in
+        self.crow = nn.functional.pad(torch.bincount(rows, minlength=n_out).cumsum(0), (1, 0))
+        self.perm = torch.argsort(self.col * n_out + rows)
+        self.crow_t = nn.functional.pad(torch.bincount(self.col, minlength=n_in).cumsum(0), (1, 0))
+        self.col_t = rows[self.perm]
+        zeros = torch.zeros(len(self.flat), dtype=mask.dtype, device=mask.device)
+        self.pattern = torch.sparse_csr_tensor(self.crow, self.col, zeros, self.shape, check_invariants=False)
 
-    if checkpoint is not None:
-        loop = restore_checkpoint(checkpoint, modules, {"optimizer": optimizer}, sparse_nets, envs)
-    # Every check has passed: from here on the run writes to its folder.
-    if checkpoint is None:
-        writer = open_logs(args, c, run_name, run_dir)
-        log_sparsity(writer, sparse_nets, 0)
-    else:
-        # The checkpoint's step is logged again from its iteration on; its evaluation was logged before it.
-        writer = open_logs(args, c, run_name, run_dir, checkpoint["global_step"], loop["evaluations"])
-    start_step = 0 if checkpoint is None else checkpoint["global_step"]
-    print_plan(
-        run_dir,
-        iterations * args.num_envs,
-        c["learning_starts"],
-        c["eval_frequency"],
-        c["eval_episodes"],
-        args.checkpoint_frequency,
-        start_step,
-    )
-    if checkpoint is not None:
-        start_iteration, grad_step, loss = loop["iteration"], loop["grad_step"], loop["loss"]
-        state, first, autoreset = loop["state"], loop["first"], loop["autoreset"]
-        evaluations, next_eval, next_checkpoint = loop["evaluations"], loop["next_eval"], loop["next_checkpoint"]
-        start_time = time.time() - loop["elapsed_s"]
-        if loop["learning_s"] is not None:
-            learn_start_time = time.time() - loop["learning_s"]
-        rb.rng = loop["rb_rng"]
-        if loop["buffer"] is not None:
-            load_buffer_state(rb, loop["buffer"])
-        elif start_iteration > 0:
-            # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
-            # epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and the
-            # buffer now holds only recent experience, so the run differs from an uninterrupted one.
-            refill = max(c["learning_starts"], c["batch_size"] + stack + 1)
-            print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
-            first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
-            for _ in range(math.ceil(refill / args.num_envs)):
-                actions, _ = act(state, start_iteration * args.num_envs)
-                next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-                clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards
-                state, first, autoreset = record_step(
-                    rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
-                )
-        print(f"resumed {run_dir} at step {checkpoint['global_step']}")
 
-    # Made here, after any refill of the replay buffer, which is not part of the run's speed.
-    progress = Progress(iterations * args.num_envs, c["learning_starts"], c["eval_frequency"], start_step)
-    for iteration in range(start_iteration, iterations):
-        global_step = iteration * args.num_envs
-        actions, epsilon = act(state, global_step)
+class SparseKernels:
+    """--sparse-kernels for one network: "off"; a sparsity threshold ("0.95": every masked Linear layer at least that
+    sparse runs on sparse kernels, a fixed choice, so a seeded run repeats exactly); or "auto": a layer at least half
+    sparse runs on them when timing its forward and backward at the training batch size says they are faster by 25%
+    (the choice can differ between machines or loads, and with it a seeded run's float rounding). Chosen again at
+    each mask change, so a pruned layer switches once it is sparse enough. A drop-and-grow step runs dense: RigL
+    grows by the dense gradient, and a grown weight takes its first optimizer step with it (SET too)."""
 
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+    def __init__(self, net: "SparseNetwork", mode: str) -> None:
+        self.threshold = self.threshold_of(mode)
+        self.net, self.timed, self.verdicts = net, mode == "auto", {}
+        linear = [name for name in net.masks if isinstance(net.layers[name], nn.Linear)]
+        self.kernels: dict[str, LinearKernel | None] = dict.fromkeys(linear if self.threshold is not None else [])
+        self.attach(net.layers)
 
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-                writer.add_scalar("charts/epsilon", epsilon, global_step)
+    @staticmethod
+    def threshold_of(mode: str) -> float | None:
+        """The sparsity from which layers run on sparse kernels (auto: 0.5, then timed); None when off."""
+        message = f"--sparse-kernels must be off, auto or a sparsity in [0, 1], got {mode!r}"
+        try:
+            threshold = None if mode == "off" else 0.5 if mode == "auto" else float(mode)
+        except ValueError:
+            raise BadInput(message) from None
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise BadInput(message)
+        return threshold
 
-        clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards  # Dopamine clips rewards in the agent
-        state, first, autoreset = record_step(
-            rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
-        )
+    def attach(self, layers: dict[str, nn.Module]) -> None:
+        """Send these layers (the network's, or a copy's, read at its own weights) through forward(). The forward is
+        an instance attribute: the modules and their state_dicts stay as they are."""
+        for name in self.kernels:
+            layers[name].forward = lambda x, name=name, layer=layers[name]: self.forward(name, layer, x)
 
-        # (iteration > 0: the first row has no next observation yet, so there is nothing to sample)
-        if global_step >= c["learning_starts"] and iteration > 0 and iteration % c["train_frequency"] == 0:
-            if learn_start_time is None:
-                learn_start_time, eval_seconds = time.time(), 0.0
-            grad_step += 1
-            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(c["batch_size"], device)
-            with torch.no_grad():
-                target_max = target_network(b_next_obs.float()).max(dim=1).values
-                td_target = b_rewards + args.gamma * target_max * (1 - b_terminations)
-            old_val = q_network(b_obs.float()).gather(1, b_actions[:, None]).squeeze(1)
-            loss = F.smooth_l1_loss(td_target, old_val) if c["loss"] == "huber" else F.mse_loss(td_target, old_val)
-            optimizer.zero_grad()
-            loss.backward()
-            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
-            # inactive weights lose their gradients so the optimizer cannot move them.
-            sparse.update_topology_if_due(optimizer)
-            sparse.mask_gradients()
-            optimizer.step()
+    def refresh(self) -> None:
+        """Rebuild the kernels after a mask change; a layer not sparse enough (auto: not faster) gets none."""
+        for name in self.kernels:
+            sparsity = 1.0 - self.net._nnz[name] / self.net.masks[name].numel()
+            kernel = LinearKernel(self.net.masks[name]) if sparsity >= self.threshold else None
+            if kernel is not None and self.timed:
+                key = (name, round(sparsity, 2))  # SET and RigL keep the count: one timing per layer
+                if key not in self.verdicts:
+                    self.verdicts[key] = self._sparse_is_faster(self.net.layers[name], kernel)
+                kernel = kernel if self.verdicts[key] else None
+            self.kernels[name] = kernel
 
-            if grad_step % 100 == 0:
-                writer.add_scalar("losses/td_loss", loss.item(), global_step)
-                writer.add_scalar("losses/q_values", old_val.mean().item(), global_step)
-                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-            if grad_step % c["update_interval"] == 0:
-                log_sparsity(writer, sparse_nets, global_step)
+    def forward(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        kernel, net = self.kernels[name], self.net
+        if kernel is None or (
+            net.method in ("set", "rigl") and torch.is_grad_enabled() and net._due(net.update_start, net.update_end, 1)
+        ):
+            return nn.functional.linear(x, layer.weight, layer.bias)
+        y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias, kernel)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
 
-        if (iteration + 1) * args.num_envs // c["target_network_frequency"] > global_step // c[
-            "target_network_frequency"
-        ]:
-            target_network.load_state_dict(q_network.state_dict())
+    def _sparse_is_faster(self, layer: nn.Linear, kernel: LinearKernel, repeats: int = 5) -> bool:
+        """Time the layer's forward and backward, dense against sparse, alternated, after one warm-up round; the
+        inputs are ones, so timing draws no random numbers."""
+        w = layer.weight.detach().clone().requires_grad_()
+        x = torch.ones(self.net.batch_size, w.shape[1], device=w.device, requires_grad=True)
+        g = torch.ones(self.net.batch_size, w.shape[0], device=w.device)
+        runs = {
+            "dense": lambda: nn.functional.linear(x, w).backward(g),
+            "sparse": lambda: SparseLinearFunction.apply(x, w, None, kernel).backward(g),
+        }
+        times: dict[str, list[float]] = {path: [] for path in runs}
+        for _ in range(repeats + 1):
+            for path, run in runs.items():
+                w.grad = x.grad = None
+                start = time.perf_counter()
+                run()
+                times[path].append(time.perf_counter() - start)
+        # a 25% margin: a layer's own timing misses costs the step adds around it (measured: at 10%, layers
+        # chosen at width 256 made the whole step slower)
+        return min(times["sparse"][1:]) < 0.75 * min(times["dense"][1:])
 
-        if global_step + args.num_envs >= next_eval or iteration == iterations - 1:
-            next_eval += c["eval_frequency"]
-            eval_start = time.time()
-            returns = evaluate(
-                q_network, eval_env, c["eval_episodes"], c["eval_epsilon"], stack, args.seed + 100, device
-            )
-            eval_seconds += time.time() - eval_start
-            evaluations.append((global_step + args.num_envs, float(returns.mean())))
-            writer.add_scalar("eval/episodic_return", returns.mean(), global_step + args.num_envs)
-            progress.update(global_step + args.num_envs, float(returns.mean()), time.time() - eval_start)
 
-        if args.checkpoint_frequency and global_step + args.num_envs >= next_checkpoint and iteration < iterations - 1:
-            next_checkpoint += args.checkpoint_frequency
-            writer.flush()
-            loop = {
-                "iteration": iteration + 1,
-                "grad_step": grad_step,
-                "loss": loss.detach(),
-                "state": state,
-                "first": first,
-                "autoreset": autoreset,
-                "evaluations": evaluations,
-                "next_eval": next_eval,
-                "next_checkpoint": next_checkpoint,
-                "elapsed_s": time.time() - start_time,
-                "learning_s": time.time() - learn_start_time - eval_seconds if learn_start_time else None,
-                "rb_rng": rb.rng,
-                "buffer": buffer_state(rb) if args.checkpoint_buffer else None,
-            }
-            step = global_step + args.num_envs
-            save_checkpoint(
-                run_dir,
-                make_checkpoint(
-                    SCRIPT, args, run_dir, step, modules, {"optimizer": optimizer}, sparse_nets, envs, loop
-                ),
-            )
-            if learn_start_time:
-                eval_seconds, learn_start_time = 0.0, time.time() - loop["learning_s"]
-        progress.update(global_step + args.num_envs)
-
-    log_sparsity(writer, sparse_nets, iterations * args.num_envs)
-    learning_seconds = time.time() - learn_start_time - eval_seconds if learn_start_time else float("nan")
-    summary = {
-        "script": args.exp_name,
-        "env_id": args.env_id,
-        "sparse_method": args.sparse_method,
-        "seed": args.seed,
-        "total_timesteps": iterations * args.num_envs,
-        **run_summary(sparse_nets, evaluations),
-        "settings": c,
-        "wall_time_s": time.time() - start_time,
-        "learning_sps": grad_step * c["train_frequency"] * args.num_envs / learning_seconds
-        if grad_step
-        else float("nan"),
-        "run_dir": run_dir,
-        "args": asdict(args),
-    }
-    if args.save_model:
-        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        torch.save(
-            {
-                "args": asdict(args),
-                "settings": c,
-                "obs_shape": obs_shape,
-                "n_actions": n_actions,
-                "atari": atari,
-                "q_network": q_network.state_dict(),
-                "target_network": target_network.state_dict(),
-                "masks": {"q_network": {k: m.cpu() for k, m in sparse.masks.items()}},
-            },
-            model_path,
-        )
-        summary["model_path"] = model_path
-        print(f"model saved to {model_path}")
-
-    finish_run(run_dir, summary)  # after the model is saved, so that summary.json names it too
-    print_summary(summary)
-
-    envs.close()
-    eval_env.close()
-    writer.close()
-    return summary
+# --- end sparse kernels ---
 
 
 # --- run infrastructure (identical in every script; a first-time reader may skip it) ---
-# Everything a run needs around the algorithm and nothing the algorithm needs: the run folder and logs, progress
-# lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states, environment state)
-# and resuming from them, and the one-line refusal of bad input. train() calls these; reading train() does not
-# require reading them.
+# Everything a run needs around the algorithm and nothing the algorithm needs: checking the flags, the run folder and
+# logs, the clock, progress lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states,
+# environment state) and resuming from them, and the one-line refusal of bad input. train() calls these through
+# `Run` and a few helpers; reading train() does not require reading them.
+
+
+class BadInput(ValueError):
+    """Input a run refuses: a flag, a combination of flags, a checkpoint. Raised where the problem is found (in the
+    sparse-training section too: names resolve when called); `main` prints it as the one line `error: ...`, before the
+    run has written anything."""
+
+
+def main(train: Callable[..., dict], args_class: type) -> None:
+    """The command line: parse the flags into `args_class` and train. Bad input, wherever it is found, ends the run
+    here with one line on stderr and exit status 1 (a bug still shows its traceback: only BadInput is caught)."""
+    args = tyro.cli(args_class)
+    try:
+        train(args, command_line_flags(sys.argv[1:]))
+    except BadInput as e:
+        sys.exit(f"error: {e}")
+
+
+def command_line_flags(argv: list[str]) -> set[str]:
+    """The argument names written on a command line: `--total-timesteps 5` and `--total-timesteps=5` give
+    total_timesteps, a boolean's `--no-cuda` gives cuda (and no_cuda)."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names |= {name, name[3:]} if name.startswith("no_") else {name}
+    return names
+
+
+def load_run(args: object, script: str, given: set[str] | None) -> tuple[object, dict | None]:
+    """The first step of train(): with --resume, the checkpoint to continue and its run's arguments (`resume_args`;
+    `given`: the flags named on the command line); else (args, None). Also refuses --track or --capture-video without
+    their packages, and quiets MuJoCo's deprecation warning."""
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume, script)
+        args = resume_args(args, checkpoint, given)
+    for wanted, module, flag in ((args.track, "wandb", "--track"), (args.capture_video, "moviepy", "--capture-video")):
+        if wanted:
+            try:
+                __import__(module)
+            except ImportError:
+                raise BadInput(f"{flag} needs {module}: pip install {module}") from None
+    quiet_mujoco()
+    return args, checkpoint
+
+
+def resolved(args: object, settings: dict) -> types.SimpleNamespace:
+    """What train() reads: every argument, with `settings` (the values resolved for flags left at None, and values
+    derived from the flags) in their place. The flags as given stay in the summary and checkpoints, so that a resumed
+    run resolves them again in the same way."""
+    return types.SimpleNamespace(**{**vars(args), **settings})
+
+
+def check_sparse_args(
+    method: str,
+    sparsities: dict[str, float],
+    distribution: str,
+    drop_fraction: float,
+    drop_schedule: str,
+    update_interval: int,
+) -> None:
+    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
+    if method not in SPARSE_METHODS:
+        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
+    if distribution not in SPARSITY_DISTRIBUTIONS:
+        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
+    if drop_schedule not in DROP_SCHEDULES:
+        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
+    for flag, value in sparsities.items():
+        if not 0.0 <= value < 1.0:
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
+    if not 0.0 <= drop_fraction <= 1.0:
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
+    if update_interval < 1:
+        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
+
+
+def check_at_least_one(args: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(args, name) < 1:
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+
+
+def network_sparsities(args: object) -> dict[str, float]:
+    """Validate the sparse flags (sparsities, distribution, drop fraction, update interval; `args` resolved) and
+    return the overall sparsity of the actor and the critic: --actor-sparsity and --critic-sparsity, else --sparsity."""
+    given = {"sparsity": args.sparsity}
+    for net in ("actor", "critic"):
+        if getattr(args, f"{net}_sparsity", None) is not None:
+            given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
+    check_sparse_args(
+        args.sparse_method,
+        given,
+        args.sparsity_distribution,
+        args.drop_fraction,
+        args.drop_schedule,
+        args.update_interval,
+    )
+    SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
+    if args.checkpoint_frequency < 0:
+        raise BadInput(
+            f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
+    return {net: given.get(f"{net}-sparsity", args.sparsity) for net in ("actor", "critic")}
+
+
+def topology_schedule(
+    args: object, grad_steps: int, update_end: int, prune_start: int, prune_end: int, default_end: str
+) -> dict[str, int]:
+    """The gradient steps of topology updates and pruning, from the flags, else the given defaults: SparseNetwork's
+    update_start, update_end, prune_start and prune_end. Refuses an empty pruning window, and notes when set or rigl
+    would never update a mask: no update step (start, start + interval, ..., from step 1 on) falls inside both the
+    update window and the run's gradient steps."""
+    given = {k: getattr(args, k) for k in ("update_end", "prune_start", "prune_end")}
+    window = dict(update_end=update_end, prune_start=prune_start, prune_end=prune_end)
+    window = {"update_start": args.update_start, **{k: v if given[k] is None else given[k] for k, v in window.items()}}
+    if args.sparse_method == "prune" and window["prune_end"] <= window["prune_start"]:
+        raise BadInput(f"--prune-end ({window['prune_end']}) must be after --prune-start ({window['prune_start']})")
+    start, end, interval = args.update_start, window["update_end"], args.update_interval
+    if args.sparse_method in ("set", "rigl") and (start if start >= 1 else interval) > min(end, grad_steps):
+        print(
+            f"note: no topology updates happen: {args.sparse_method} updates masks every {interval} gradient steps "
+            f"from step {start} to {end} (--update-start, --update-end; default end: {default_end}), and this run "
+            f"takes {grad_steps} gradient steps"
+        )
+    return window
+
+
+def sparse_kwargs(args: object, batch_size: int, schedule: dict[str, int]) -> dict:
+    """SparseNetwork's keyword arguments but the network, its inputs and its sparsity: the sparse flags (the same
+    names in every script; `args` resolved), the batch size (for RigL's FLOP count) and the `topology_schedule`."""
+    return dict(
+        batch_size=batch_size,
+        method=args.sparse_method,
+        distribution=args.sparsity_distribution,
+        dense_first_layer=args.dense_first_layer,
+        dense_output_layer=args.dense_output_layer,
+        sparsity_aware_init=bool(args.sparsity_aware_init),
+        update_interval=args.update_interval,
+        drop_fraction=args.drop_fraction,
+        drop_schedule=args.drop_schedule,
+        sparse_kernels=args.sparse_kernels,
+        **schedule,
+    )
+
+
+def make_probe(env_id: str) -> gym.Env:
+    """One environment of `env_id`, to check its spaces before the run starts; BadInput when it cannot be made."""
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:
+        raise BadInput(f"cannot make --env-id {env_id}: {e}") from None
+
+
+def quiet_mujoco() -> None:
+    """Send MuJoCo's warnings to stderr instead of its default handler, which also appends them to MUJOCO_LOG.TXT in
+    the working directory, and drop one: MuJoCo >= 4 deprecates the `settotalmass` attribute that gymnasium's own
+    HalfCheetah model uses, and says so on every environment made (the model still loads as before)."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def warn(message: str) -> None:
+        if "settotalmass" not in message:
+            print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+
+
+def is_atari_id(env_id: str) -> bool:
+    """Whether `env_id` is one of ale-py's Atari games, registered or not: only the DQN script imports ale-py, which
+    registers them, so an id unknown here is looked up after importing it."""
+    try:
+        if env_id not in gym.registry:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        return "ale_py" in str(gym.spec(env_id).entry_point)
+    except (ImportError, gym.error.Error):
+        return False
+
+
+class Clock:
+    """A run's two clocks: wall time since the run started, and learning time, from its first gradient step on with
+    evaluations and checkpoint writing left out (`paused`): the learning speed that the speed benchmark compares.
+    Both go on across a resume (`state`, saved in checkpoints)."""
+
+    def __init__(self, elapsed_s: float = 0.0, learning_s: float | None = None) -> None:
+        now = time.time()
+        self.start, self.paused = now - elapsed_s, 0.0
+        self.learn_start = None if learning_s is None else now - learning_s
+
+    def learning(self) -> None:
+        """Called on every learning step: the learning clock starts at the first (time paused before it is dropped)."""
+        if self.learn_start is None:
+            self.learn_start, self.paused = time.time(), 0.0
+
+    def wall_s(self) -> float:
+        return time.time() - self.start
+
+    def learning_s(self) -> float | None:
+        return None if self.learn_start is None else time.time() - self.learn_start - self.paused
+
+    def state(self) -> dict[str, float | None]:
+        return {"elapsed_s": self.wall_s(), "learning_s": self.learning_s()}
+
+
+class Run:
+    """One run around its training loop, in the order train() uses it: `Run(...)` names it, seeds and picks the device
+    (start_run); `restore` loads its checkpoint, if any; `open` writes the logs and prints the plan; in the loop,
+    `clock`, `evaluate_if_due`, `checkpoint_if_due` and `progress`; `finish` writes the summary and the model.
+    `record`: resolved settings for the logs, the summary and the saved model, e.g. {"settings": {...}}."""
+
+    def __init__(self, script: str, args: object, checkpoint: dict | None, record: dict | None = None) -> None:
+        self.script, self.args, self.checkpoint, self.record = script, args, checkpoint, record or {}
+        self.name, self.dir, self.device = start_run(args, checkpoint)
+        self.evaluations: list[tuple[int, float]] = []
+        self.clock, self.next_checkpoint, self.refill = Clock(), args.checkpoint_frequency, False
+
+    def restore(
+        self,
+        modules: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        sparse_nets: dict[str, SparseNetwork],
+        env: object,
+        buffer: object | None,
+        loop_state: Callable[[], dict],
+    ) -> tuple[int, dict]:
+        """Take the run's parts, which checkpoints save, and `loop_state`, the loop's own variables. A resumed run
+        loads its checkpoint into them (BadInput if they do not fit it), and its replay buffer if the checkpoint holds
+        one, else `refill` says to collect fresh transitions. Returns the iteration to go on from (0 for a new run)
+        and the loop's variables, in the order of `loop_state()`."""
+        self.modules, self.optimizers, self.sparse_nets, self.env = modules, optimizers, sparse_nets, env
+        self.buffer, self.loop_state, state = buffer, loop_state, loop_state()
+        if self.checkpoint is None:
+            return 0, state
+        loop = restore_checkpoint(self.checkpoint, modules, optimizers, sparse_nets, env)
+        self.evaluations, self.next_eval = loop["evaluations"], loop["next_eval"]
+        self.next_checkpoint = loop["next_checkpoint"]
+        self.clock = Clock(loop["elapsed_s"], loop.get("learning_s"))
+        if buffer is not None:
+            buffer.rng = loop["rb_rng"]
+            if loop["buffer"] is not None:
+                load_buffer_state(buffer, loop["buffer"])
+            self.refill = loop["buffer"] is None and loop["iteration"] > 0
+        return loop["iteration"], {k: loop[k] for k in state}
+
+    def open(
+        self, total: int, warmup: int, eval_frequency: int, eval_episodes: int, purge_after: int = 0
+    ) -> SummaryWriter:
+        """Every check has passed: from here on the run writes to its folder. Open its logs (a resumed run's from the
+        checkpoint's step on, + `purge_after`; the checkpoint's own evaluation was logged before it), print the plan,
+        start the progress lines. Returns the tensorboard writer."""
+        settings = {k: v for values in self.record.values() for k, v in values.items()}
+        step, self.eval_frequency = 0, eval_frequency
+        if self.checkpoint is None:
+            self.next_eval = eval_frequency
+            self.writer = open_logs(self.args, settings, self.name, self.dir)
+            log_sparsity(self.writer, self.sparse_nets, 0)
+        else:
+            step = self.checkpoint["global_step"]
+            self.writer = open_logs(self.args, settings, self.name, self.dir, step + purge_after, self.evaluations)
+        print_plan(self.dir, total, warmup, eval_frequency, eval_episodes, self.args.checkpoint_frequency, step)
+        if self.checkpoint is not None:
+            print(f"resumed {self.dir} at step {step}")
+        self.progress = Progress(total, warmup, eval_frequency, step)
+        return self.writer
+
+    def evaluate_if_due(self, step: int, last: bool, evaluate: Callable[[], np.ndarray]) -> None:
+        """Every --eval-frequency steps and at the end: `evaluate` (returns per episode), log and keep the mean."""
+        if step < self.next_eval and not last:
+            return
+        while self.next_eval <= step:
+            self.next_eval += self.eval_frequency
+        start = time.time()
+        mean = float(evaluate().mean())
+        seconds = time.time() - start
+        self.clock.paused += seconds
+        self.evaluations.append((step, mean))
+        self.writer.add_scalar("eval/episodic_return", mean, step)
+        self.progress.update(step, mean, seconds)
+
+    def checkpoint_if_due(self, step: int, next_iteration: int, last: bool) -> None:
+        """Every --checkpoint-frequency steps but at the end: save everything the run needs to go on exactly
+        (make_checkpoint), the loop's state included; `next_iteration` is where a resumed run starts."""
+        if not self.args.checkpoint_frequency or step < self.next_checkpoint or last:
+            return
+        while self.next_checkpoint <= step:
+            self.next_checkpoint += self.args.checkpoint_frequency
+        self.writer.flush()
+        start = time.time()
+        loop = {"iteration": next_iteration, **self.loop_state(), "evaluations": self.evaluations}
+        loop |= {"next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, **self.clock.state()}
+        if self.buffer is not None:
+            loop["rb_rng"] = self.buffer.rng
+            loop["buffer"] = buffer_state(self.buffer) if self.args.checkpoint_buffer else None
+        parts = self.modules, self.optimizers, self.sparse_nets, self.env
+        save_checkpoint(self.dir, make_checkpoint(self.script, self.args, self.dir, step, *parts, loop))
+        self.clock.paused += time.time() - start
+
+    def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
+        """End the run: log the final sparsity, write summary.json (with --save-model, after the model, every module's
+        weights and every mask plus `model`, so that the summary names it), print the summary, close `close`.
+        `learned_steps`: environment steps taken while learning, for the learning speed. Returns the summary."""
+        log_sparsity(self.writer, self.sparse_nets, total_steps)
+        args, learning_s = self.args, self.clock.learning_s()
+        summary = {
+            "script": args.exp_name,
+            "env_id": args.env_id,
+            "sparse_method": args.sparse_method,
+            "seed": args.seed,
+            "total_timesteps": total_steps,
+            **run_summary(self.sparse_nets, self.evaluations),
+            **self.record,
+            "wall_time_s": self.clock.wall_s(),
+            "learning_sps": learned_steps / learning_s if learned_steps and learning_s else float("nan"),
+            "run_dir": self.dir,
+            "args": asdict(args),
+        }
+        if args.save_model:
+            summary["model_path"] = os.path.join(self.dir, f"{args.exp_name}.pt")
+            weights = {name: module.state_dict() for name, module in self.modules.items()}
+            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in self.sparse_nets.items()}
+            torch.save({"args": asdict(args), **self.record, **model, **weights, "masks": masks}, summary["model_path"])
+            print(f"model saved to {summary['model_path']}")
+        finish_run(self.dir, summary)
+        print_summary(summary)
+        for env in close:
+            env.close()
+        self.writer.close()
+        return summary
 
 
 def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
@@ -1481,86 +1687,6 @@ def print_summary(summary: dict) -> None:
     print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
 
 
-def check_optional_dependencies(track: bool, capture_video: bool) -> None:
-    """Raise BadInput (one line) when --track or --capture-video is asked for without its package installed."""
-    for wanted, module, flag in ((track, "wandb", "--track"), (capture_video, "moviepy", "--capture-video")):
-        if wanted:
-            try:
-                __import__(module)
-            except ImportError:
-                raise BadInput(f"{flag} needs {module}: pip install {module}") from None
-
-
-class BadInput(ValueError):
-    """Input a run refuses: a flag, a combination of flags, a checkpoint. Raised where the problem is found (in the
-    sparse-training section too: names resolve when called); `main` prints it as the one line `error: ...`, before the
-    run has written anything."""
-
-
-def main(train: Callable[..., dict], args_class: type) -> None:
-    """The command line: parse the flags into `args_class` and train. Bad input, wherever it is found, ends the run
-    here with one line on stderr and exit status 1 (a bug still shows its traceback: only BadInput is caught)."""
-    args = tyro.cli(args_class)
-    try:
-        train(args, command_line_flags(sys.argv[1:]))
-    except BadInput as e:
-        sys.exit(f"error: {e}")
-
-
-def command_line_flags(argv: list[str]) -> set[str]:
-    """The argument names written on a command line: `--total-timesteps 5` and `--total-timesteps=5` give
-    total_timesteps, a boolean's `--no-cuda` gives cuda (and no_cuda)."""
-    names = set()
-    for token in argv:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0].replace("-", "_")
-            names |= {name, name[3:]} if name.startswith("no_") else {name}
-    return names
-
-
-def quiet_mujoco() -> None:
-    """Send MuJoCo's warnings to stderr instead of its default handler, which also appends them to MUJOCO_LOG.TXT in
-    the working directory, and drop one: MuJoCo >= 4 deprecates the `settotalmass` attribute that gymnasium's own
-    HalfCheetah model uses, and says so on every environment made (the model still loads as before)."""
-    try:
-        import mujoco
-    except ImportError:
-        return
-
-    def warn(message: str) -> None:
-        if "settotalmass" not in message:
-            print(f"MuJoCo warning: {message}", file=sys.stderr)
-
-    mujoco.set_mju_user_warning(warn)
-
-
-def is_atari_id(env_id: str) -> bool:
-    """Whether `env_id` is one of ale-py's Atari games, registered or not: only the DQN script imports ale-py, which
-    registers them, so an id unknown here is looked up after importing it."""
-    try:
-        if env_id not in gym.registry:
-            import ale_py
-
-            gym.register_envs(ale_py)
-        return "ale_py" in str(gym.spec(env_id).entry_point)
-    except (ImportError, gym.error.Error):
-        return False
-
-
-def note_if_no_topology_updates(
-    method: str, start: int, end: int, interval: int, grad_steps: int, default_end: str
-) -> None:
-    """Print a note when set or rigl would never update a mask: no update step (start, start + interval, ..., from
-    step 1 on) falls inside both the update window [start, end] and the run's gradient steps."""
-    first = start if start >= 1 else interval
-    if method in ("set", "rigl") and first > min(end, grad_steps):
-        print(
-            f"note: no topology updates happen: {method} updates masks every {interval} gradient steps from step "
-            f"{start} to {end} (--update-start, --update-end; default end: {default_end}), and this run takes "
-            f"{grad_steps} gradient steps"
-        )
-
-
 def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
     """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
     python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
@@ -1576,6 +1702,10 @@ def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, t
     # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
     # the same result only at the same thread count: the count is a setting of the run, one by default.
     torch.set_num_threads(args.torch_threads)
+    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
+    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
+    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
+    torch.set_flush_denormal(True)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)

@@ -7,6 +7,13 @@ the IQM trims nothing and equals the mean; it starts to differ from 4 runs up.
 
     python benchmark/aggregate.py results/td3.jsonl
     python benchmark/aggregate.py results/*.jsonl --metric mean_last_10_evals --reps 10000
+    python benchmark/aggregate.py results/td3_halfcheetah_1m.jsonl --reach dense
+
+`--reach METHOD` adds a second table for [S]'s "dense performance sooner" claim: the reference is METHOD's final
+evaluation return averaged over its runs (per env); for every cell it gives the first evaluation step at which the
+seed-mean learning curve reaches the reference, that step as a fraction of the run's length, and each run's own
+first step at or above it ("never" when a run does not get there). Only steps evaluated by every run of a cell
+enter the mean curve.
 """
 
 import argparse
@@ -67,11 +74,54 @@ def table(rows: list[dict], metric: str, reps: int) -> str:
     return "\n".join(lines)
 
 
+def first_step_at(evaluations: list[tuple[int, float]], threshold: float) -> int | None:
+    """The first evaluated step whose return is at or above `threshold`; None if none is."""
+    return next((int(step) for step, value in evaluations if value >= threshold), None)
+
+
+def mean_curve(runs: list[dict]) -> list[tuple[int, float]]:
+    """The seed-mean learning curve over the steps every run evaluated."""
+    curves = [dict((int(s), v) for s, v in r["evaluations"]) for r in runs]
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    return [(s, float(np.mean([c[s] for c in curves]))) for s in steps]
+
+
+def reach_table(rows: list[dict], reference_method: str) -> str:
+    """Steps at which each cell first reaches the reference method's mean final return (see the module docstring)."""
+    lines = [
+        f"| script | env | method | sparsity | width | runs | reference ({reference_method} mean final) "
+        "| mean curve reaches it at | fraction of the run | per run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups = sorted(cells(rows).items(), key=cell_order)
+    for (script, env, method, sparsity, width), runs in groups:
+        ref_runs = [
+            r for (s, e, m, _, w), rs in groups if (s, e, m, w) == (script, env, reference_method, None) for r in rs
+        ]
+        if not ref_runs:
+            raise SystemExit(f"error: no {reference_method} runs of {script} on {env} to take a reference from")
+        reference = float(np.mean([r["final_eval_return"] for r in ref_runs]))
+        at = first_step_at(mean_curve(runs), reference)
+        steps = runs[0]["total_timesteps"]
+        per_run = ", ".join(
+            "never" if s is None else f"{s:,}" for s in (first_step_at(r["evaluations"], reference) for r in runs)
+        )
+        lines.append(
+            f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
+            f"| {'default' if width is None else width} | {len(runs)} | {reference:.1f} "
+            f"| {'never' if at is None else f'{at:,}'} | {'-' if at is None else f'{at / steps:.2f}'} | {per_run} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="result files written by benchmark/sweep.py")
     parser.add_argument("--metric", choices=METRICS, default="final_eval_return")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument(
+        "--reach", metavar="METHOD", help="also print when each cell first reaches METHOD's mean final return"
+    )
     opts = parser.parse_args()
     rows = []
     for path in opts.results:
@@ -80,6 +130,9 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"error: no result rows in {opts.results}")
     print(table(rows, opts.metric, opts.reps))
+    if opts.reach:
+        print()
+        print(reach_table(rows, opts.reach))
 
 
 if __name__ == "__main__":

@@ -371,3 +371,78 @@ def test_sweep_resumes_a_killed_run_from_its_checkpoint(tmp_path):
     with open(os.path.join(a["run_dir"], "summary.json")) as f, open(os.path.join(b["run_dir"], "summary.json")) as g:
         sa, sb = json.load(f), json.load(g)
     assert sa["networks"] == sb["networks"] and sa["networks"]["actor"]["topology_updates"] > 0
+
+
+def test_aggregate_reach_finds_when_each_cell_first_meets_the_reference(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import aggregate
+
+    base = {"script": "td3", "env": "E-v0", "width": None, "total_timesteps": 400}
+    rows = [  # dense finals 90 and 110: the reference is their mean, 100
+        {
+            **base,
+            "method": "dense",
+            "sparsity": None,
+            "final_eval_return": 90.0,
+            "evaluations": [[100, 10.0], [200, 50.0], [300, 101.0], [400, 90.0]],
+        },
+        {
+            **base,
+            "method": "dense",
+            "sparsity": None,
+            "final_eval_return": 110.0,
+            "evaluations": [[100, 20.0], [200, 80.0], [300, 95.0], [400, 110.0]],
+        },
+        # set: seed curves 60/140 and 120/70 at step 200 -> mean 130 >= 100 first at step 200, not at 100 (mean 95)
+        {
+            **base,
+            "method": "set",
+            "sparsity": 0.5,
+            "final_eval_return": 100.0,
+            "evaluations": [[100, 60.0], [200, 140.0], [300, 100.0], [400, 100.0]],
+        },
+        {
+            **base,
+            "method": "set",
+            "sparsity": 0.5,
+            "final_eval_return": 99.0,
+            "evaluations": [[100, 130.0], [200, 120.0], [300, 99.0], [400, 99.0]],
+        },
+        {
+            **base,
+            "method": "static",
+            "sparsity": 0.5,
+            "final_eval_return": 50.0,
+            "evaluations": [[100, 5.0], [200, 20.0], [300, 40.0], [400, 50.0]],
+        },
+    ]
+    assert aggregate.first_step_at(rows[2]["evaluations"], 100.0) == 200
+    assert aggregate.first_step_at(rows[4]["evaluations"], 100.0) is None
+    assert aggregate.mean_curve(rows[2:4]) == [(100, 95.0), (200, 130.0), (300, 99.5), (400, 99.5)]
+    out = aggregate.reach_table(rows, "dense").splitlines()
+    set_row = next(line for line in out if "| set |" in line)
+    assert "| 100.0 | 200 | 0.50 | 200, 100 |" in set_row
+    # dense's mean curve (15, 65, 98, 100) reaches its own mean final only at the last step; one seed at 300
+    assert "| 100.0 | 400 | 1.00 | 300, 400 |" in next(line for line in out if "| dense |" in line)
+    assert "| never | - | never |" in next(line for line in out if "| static |" in line)
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    **r,
+                    "active_weights": 1,
+                    "total_weights": 2,
+                    "train_flops_vs_dense": 1.0,
+                    "mean_last_10_evals": 0.0,
+                    "lca": 0.0,
+                }
+            )
+            for r in rows
+        )
+    )
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "aggregate.py"), str(path), "--reach", "dense"]
+    assert "| 200 | 0.50 | 200, 100 |" in subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cmd[-1] = "rigl"
+    refused = subprocess.run(cmd, capture_output=True, text=True)
+    assert refused.returncode != 0 and "no rigl runs" in refused.stderr

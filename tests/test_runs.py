@@ -132,6 +132,20 @@ def test_thread_count_is_a_recorded_setting(script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_a_run_flushes_denormals_to_zero(script):
+    """Weights decaying into the denormal range made long runs ~20x slower; every run flushes them to zero."""
+    module = importlib.import_module(script)
+    torch.set_flush_denormal(False)  # an earlier run in this process left it on
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    assert (tiny * 1.0).item() != 0.0
+    try:
+        module.start_run(module.Args(**TINY[script]))
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_an_empty_topology_update_window_gets_the_same_note(script, monkeypatch, capsys):
     """set and rigl with no update step inside the run: every script says so before it starts."""
 
@@ -149,6 +163,7 @@ def test_an_empty_topology_update_window_gets_the_same_note(script, monkeypatch,
 REFUSALS = [
     (SCRIPTS, dict(sparsity=0.999, dense_first_layer=True, dense_output_layer=True), "cannot be reached"),
     (SCRIPTS, dict(torch_threads=0), "--torch-threads must be at least 1, got 0"),
+    (SCRIPTS, dict(sparse_kernels="fast"), "--sparse-kernels must be off, auto or a sparsity in [0, 1], got 'fast'"),
     (SCRIPTS[:3], dict(learning_starts=300, total_timesteps=300), "--learning-starts (300) must be less than"),
     (SCRIPTS[:2], dict(env_id="ALE/Pong-v5"), "ALE/Pong-v5 is an Atari game, with discrete actions"),
     (SCRIPTS[3:], dict(env_id="ALE/Pong-v5"), "for Atari use sparse_dqn_atari.py"),
