@@ -158,56 +158,33 @@ class Args:
     0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
 
 
-# The two protocols of [G] (its appendix). Atari: Dopamine's DQN with Adam; classic control: TF-Agents' DQN as in
-# rigl/rl/tfagents/configs/dqn_gym_*.gin. Step counts are agent steps; *_frac are fractions of the gradient steps.
-PROTOCOLS = {
-    "atari": dict(
-        total_timesteps=10_000_000,
-        learning_rate=2.5e-4,
-        buffer_size=1_000_000,
-        target_network_frequency=8000,
-        batch_size=32,
-        exploration_steps=250_000,
-        learning_starts=20_000,
-        train_frequency=4,
-        loss="huber",
-        eval_epsilon=0.001,
-        eval_frequency=250_000,
-        eval_episodes=10,
-        hidden_width=512,
-        max_episode_steps=27_000,
-        sparsity_aware_init=True,
-        weight_decay=0.0,
-        update_interval=5000,
-        drop_fraction=0.3,
-        update_end_frac=0.8,
-        prune_start_frac=0.2,
-        prune_end_frac=0.8,
-    ),
-    "classic": dict(
-        total_timesteps=100_000,
-        learning_rate=1e-3,
-        buffer_size=100_000,
-        target_network_frequency=100,
-        batch_size=128,
-        exploration_steps=0,
-        learning_starts=1000,
-        train_frequency=1,
-        loss="mse",
-        eval_epsilon=0.0,
-        eval_frequency=2000,
-        eval_episodes=20,
-        hidden_width=512,
-        max_episode_steps=None,
-        sparsity_aware_init=True,
-        weight_decay=1e-6,
-        update_interval=1000,
-        drop_fraction=0.5,
-        update_end_frac=0.75,
-        prune_start_frac=0.2,
-        prune_end_frac=0.75,
-    ),
-}
+# The two protocols of [G] (its appendix), as (Atari, classic) pairs. Atari: Dopamine's DQN with Adam; classic
+# control: TF-Agents' DQN as in rigl/rl/tfagents/configs/dqn_gym_*.gin. Step counts are agent steps; *_frac are
+# fractions of the gradient steps.
+SETTINGS_BY_PROTOCOL = dict(
+    total_timesteps=(10_000_000, 100_000),
+    learning_rate=(2.5e-4, 1e-3),
+    buffer_size=(1_000_000, 100_000),
+    target_network_frequency=(8000, 100),
+    batch_size=(32, 128),
+    exploration_steps=(250_000, 0),
+    learning_starts=(20_000, 1000),
+    train_frequency=(4, 1),
+    loss=("huber", "mse"),
+    eval_epsilon=(0.001, 0.0),
+    eval_frequency=(250_000, 2000),
+    eval_episodes=(10, 20),
+    hidden_width=(512, 512),
+    max_episode_steps=(27_000, None),
+    sparsity_aware_init=(True, True),
+    weight_decay=(0.0, 1e-6),
+    update_interval=(5000, 1000),
+    drop_fraction=(0.3, 0.5),
+    update_end_frac=(0.8, 0.75),
+    prune_start_frac=(0.2, 0.2),
+    prune_end_frac=(0.8, 0.75),
+)
+PROTOCOLS = {kind: {k: v[i] for k, v in SETTINGS_BY_PROTOCOL.items()} for i, kind in enumerate(("atari", "classic"))}
 
 
 # --- sparse training (identical in every script) ---
@@ -625,140 +602,6 @@ class SparseNetwork:
 SCRIPT = "sparse_dqn_atari"  # checkpoints name the script that wrote them
 
 
-def is_atari(env_id: str) -> bool:
-    return "ale_py" in str(gym.spec(env_id).entry_point)
-
-
-class AtariPreprocessing(gym.Wrapper):
-    """Dopamine's Atari preprocessing without opencv: sticky actions, `noop_max` random no-ops at reset, each action
-    repeated `frame_skip` times (rewards summed, episode stops at a terminal frame), the max of the last two
-    grayscale frames, and an area-averaging resize to `size` x `size` (what cv2.INTER_AREA computes). Observations
-    are single uint8 frames; stacking is done by the agent and the replay buffer.
-
-    Sticky actions follow ALE's rule, on every emulator frame: with probability `sticky` the previous frame's action
-    is repeated instead of the one asked for. They are applied here, with the env's RNG, rather than inside ALE,
-    because ALE's saved states do not include the previous action: this way a checkpoint captures them exactly."""
-
-    def __init__(
-        self, env: gym.Env, sticky: float = 0.0, noop_max: int = 30, frame_skip: int = 4, size: int = 84
-    ) -> None:
-        super().__init__(env)
-        self.sticky, self.noop_max, self.frame_skip = sticky, noop_max, frame_skip
-        self.last_action = 0
-        height, width = env.observation_space.shape[:2]
-        # Each output pixel averages a few input rows and columns: keep those (index, weight) pairs, so the resize
-        # is two gathers and weighted sums, not matrix products that a multithreaded BLAS would slow down when
-        # several runs share the cores.
-        self.row_idx, self.row_w = self.banded(self.area_matrix(height, size))
-        self.col_idx, self.col_w = self.banded(self.area_matrix(width, size))
-        self.frames = np.zeros((2, height, width), dtype=np.uint8)
-        self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
-
-    @staticmethod
-    def area_matrix(n_in: int, n_out: int) -> np.ndarray:
-        """(n_out, n_in) weights: output pixel i averages input interval [i, i+1) * n_in / n_out, by overlap."""
-        edges = np.arange(n_out + 1) * n_in / n_out
-        m = np.zeros((n_out, n_in), dtype=np.float32)
-        for i in range(n_out):
-            for j in range(int(edges[i]), min(n_in, math.ceil(edges[i + 1]))):
-                m[i, j] = min(edges[i + 1], j + 1) - max(edges[i], j)
-        return m / m.sum(axis=1, keepdims=True)
-
-    @staticmethod
-    def banded(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(k, n_out) indices and weights of the (at most k) non-zero entries of each row of `m`."""
-        k = int((m > 0).sum(axis=1).max())
-        idx = np.argsort(m <= 0, axis=1, kind="stable")[:, :k]  # the non-zero columns, in order
-        return idx.T, np.take_along_axis(m, idx, axis=1).T
-
-    def observation(self) -> np.ndarray:
-        pooled = np.maximum(self.frames[0], self.frames[1]).astype(np.float32)
-        rows = (pooled[self.row_idx] * self.row_w[:, :, None]).sum(axis=0)  # (size, width)
-        out = (rows[:, self.col_idx] * self.col_w[None]).sum(axis=1)  # (size, size)
-        return np.rint(out).astype(np.uint8)
-
-    def emulate(self, action: int) -> tuple:
-        """One emulator frame, with sticky actions."""
-        if self.sticky == 0.0 or self.np_random.random() >= self.sticky:
-            self.last_action = action
-        return self.env.step(self.last_action)
-
-    def reset(self, **kwargs) -> tuple[np.ndarray, dict]:
-        obs, info = self.env.reset(**kwargs)
-        self.last_action = 0  # ALE's previous action after a reset is a no-op
-        for _ in range(self.np_random.integers(1, self.noop_max + 1) if self.noop_max else 0):
-            obs, _, terminated, truncated, info = self.emulate(0)
-            if terminated or truncated:
-                obs, info = self.env.reset()
-                self.last_action = 0
-        self.frames[0] = self.frames[1] = obs
-        return self.observation(), info
-
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
-        total_reward, terminated, truncated, info = 0.0, False, False, {}
-        for t in range(self.frame_skip):
-            obs, reward, terminated, truncated, info = self.emulate(action)
-            total_reward += float(reward)
-            if t >= self.frame_skip - 2:
-                self.frames[t - (self.frame_skip - 2)] = obs
-            if terminated or truncated:
-                self.frames[0] = self.frames[1] = obs
-                break
-        return self.observation(), total_reward, terminated, truncated, info
-
-
-def make_env(
-    env_id: str, seed: int, idx: int, capture_video: bool, run_name: str, max_episode_steps: int | None = None
-) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        render_mode = "rgb_array" if capture_video and idx == 0 else None
-        if is_atari(env_id):
-            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions have the
-            # probability the id registers (v5: 0.25, NoFrameskip-v4: none), applied by the wrapper, not ALE. ALE
-            # truncates at the frame limit.
-            frames = 4 * max_episode_steps if max_episode_steps else 108_000
-            sticky = float(gym.spec(env_id).kwargs.get("repeat_action_probability", 0.0))
-            env = gym.make(
-                env_id,
-                frameskip=1,
-                repeat_action_probability=0.0,
-                obs_type="grayscale",
-                render_mode=render_mode,
-                max_num_frames_per_episode=frames,
-            )
-            if render_mode:
-                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-            env = AtariPreprocessing(env, sticky=sticky)
-        else:
-            env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
-            if render_mode:
-                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF's 'SAME' padding of one spatial dimension: (before, after) zeros so the output has ceil(size / stride)
-    positions. TF puts the odd pixel of an odd total after (bottom/right), which torch's symmetric padding cannot."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class PaddedConv2d(nn.Conv2d):
-    """A Conv2d that zero-pads its input by (left, right, top, bottom) first. A subclass rather than a ZeroPad2d
-    module before the conv, so the layers keep the names and indices (network.0, network.2, ...) of the unpadded
-    network: logs and masks of the two paddings line up."""
-
-    def __init__(self, *args, pad: tuple[int, int, int, int], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pad = pad
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
-
-
 class QNetwork(nn.Module):
     """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation.
 
@@ -881,63 +724,10 @@ class ReplayBuffer:
         return tuple(torch.as_tensor(a, device=device) for a in data)
 
 
-def record_step(
-    rb: ReplayBuffer,
-    state: np.ndarray,
-    first: np.ndarray,
-    autoreset: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    truncations: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Store the vector step just taken and advance the agent's stacked states.
-
-    `state` holds each env's last observations (zeros before its episode's first one), `first` whether the newest
-    one starts an episode, `autoreset` whether the step just taken only reset the env (gymnasium 1.x resets on the
-    step after an episode ends). That step's row keeps the episode's final observation but is not a transition.
-    Returns the new (state, first, autoreset)."""
-    rb.add(state[:, -1], first, actions, rewards, terminations, ~autoreset)
-    first = autoreset  # the observation a reset step returns starts an episode
-    autoreset = np.logical_or(terminations, truncations)
-    state = np.roll(state, -1, axis=1)
-    state[first] = 0
-    state[:, -1] = next_obs
-    return state, first, autoreset
-
-
 def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
     if duration <= 0:
         return end_e
     return max(end_e, start_e + (end_e - start_e) * t / duration)
-
-
-def evaluate(
-    q_network: QNetwork, env: gym.Env, episodes: int, epsilon: float, stack: int, seed: int, device: torch.device
-) -> np.ndarray:
-    """Evaluation episodes with a small epsilon (Dopamine: 0.001); episode i is reset with seed + i."""
-    rng = np.random.default_rng(seed)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        state = np.zeros((stack, *obs.shape), dtype=obs.dtype)
-        state[-1] = obs
-        done, episode_return = False, 0.0
-        while not done:
-            if rng.random() < epsilon:
-                action = int(rng.integers(env.action_space.n))
-            else:
-                with torch.no_grad():
-                    x = torch.as_tensor(state if stack > 1 else state[0], device=device)[None]
-                    action = int(q_network(x.float()).argmax(1).item())
-            obs, reward, terminated, truncated, _ = env.step(action)
-            state = np.roll(state, -1, axis=0)
-            state[-1] = obs
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
 
 
 def train(args: Args, given: set[str] | None = None) -> dict:
@@ -1015,19 +805,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     start_iteration, saved = run.restore(modules, {"optimizer": optimizer}, sparse_nets, envs, rb, loop_state)
     grad_step, loss, state, first, autoreset = saved.values()
     if run.refill:
-        # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
-        # epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and the
-        # buffer now holds only recent experience, so the run differs from an uninterrupted one.
-        refill = max(args.learning_starts, args.batch_size + stack + 1)
-        print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
-        first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
-        for _ in range(math.ceil(refill / args.num_envs)):
-            actions, _ = act(state, start_iteration * args.num_envs)
-            next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-            clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards
-            state, first, autoreset = record_step(
-                rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
-            )
+        state, first, autoreset = refill_buffer(envs, rb, act, state, autoreset, start_iteration * args.num_envs, args)
     writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
 
     for iteration in range(start_iteration, iterations):
@@ -1091,6 +869,219 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     model = dict(obs_shape=obs_shape, n_actions=n_actions, atari=atari)
     learned_steps = grad_step * args.train_frequency * args.num_envs
     return run.finish(iterations * args.num_envs, learned_steps, model, close=(envs, eval_env))
+
+
+def is_atari(env_id: str) -> bool:
+    return "ale_py" in str(gym.spec(env_id).entry_point)
+
+
+def make_env(
+    env_id: str, seed: int, idx: int, capture_video: bool, run_name: str, max_episode_steps: int | None = None
+) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        render_mode = "rgb_array" if capture_video and idx == 0 else None
+        if is_atari(env_id):
+            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions have the
+            # probability the id registers (v5: 0.25, NoFrameskip-v4: none), applied by the wrapper, not ALE. ALE
+            # truncates at the frame limit.
+            frames = 4 * max_episode_steps if max_episode_steps else 108_000
+            sticky = float(gym.spec(env_id).kwargs.get("repeat_action_probability", 0.0))
+            env = gym.make(
+                env_id,
+                frameskip=1,
+                repeat_action_probability=0.0,
+                obs_type="grayscale",
+                render_mode=render_mode,
+                max_num_frames_per_episode=frames,
+            )
+            if render_mode:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+            env = AtariPreprocessing(env, sticky=sticky)
+        else:
+            env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
+            if render_mode:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+class AtariPreprocessing(gym.Wrapper):
+    """Dopamine's Atari preprocessing without opencv: sticky actions, `noop_max` random no-ops at reset, each action
+    repeated `frame_skip` times (rewards summed, episode stops at a terminal frame), the max of the last two
+    grayscale frames, and an area-averaging resize to `size` x `size` (what cv2.INTER_AREA computes). Observations
+    are single uint8 frames; stacking is done by the agent and the replay buffer.
+
+    Sticky actions follow ALE's rule, on every emulator frame: with probability `sticky` the previous frame's action
+    is repeated instead of the one asked for. They are applied here, with the env's RNG, rather than inside ALE,
+    because ALE's saved states do not include the previous action: this way a checkpoint captures them exactly."""
+
+    def __init__(
+        self, env: gym.Env, sticky: float = 0.0, noop_max: int = 30, frame_skip: int = 4, size: int = 84
+    ) -> None:
+        super().__init__(env)
+        self.sticky, self.noop_max, self.frame_skip = sticky, noop_max, frame_skip
+        self.last_action = 0
+        height, width = env.observation_space.shape[:2]
+        # Each output pixel averages a few input rows and columns: keep those (index, weight) pairs, so the resize
+        # is two gathers and weighted sums, not matrix products that a multithreaded BLAS would slow down when
+        # several runs share the cores.
+        self.row_idx, self.row_w = self.banded(self.area_matrix(height, size))
+        self.col_idx, self.col_w = self.banded(self.area_matrix(width, size))
+        self.frames = np.zeros((2, height, width), dtype=np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
+
+    @staticmethod
+    def area_matrix(n_in: int, n_out: int) -> np.ndarray:
+        """(n_out, n_in) weights: output pixel i averages input interval [i, i+1) * n_in / n_out, by overlap."""
+        edges = np.arange(n_out + 1) * n_in / n_out
+        m = np.zeros((n_out, n_in), dtype=np.float32)
+        for i in range(n_out):
+            for j in range(int(edges[i]), min(n_in, math.ceil(edges[i + 1]))):
+                m[i, j] = min(edges[i + 1], j + 1) - max(edges[i], j)
+        return m / m.sum(axis=1, keepdims=True)
+
+    @staticmethod
+    def banded(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(k, n_out) indices and weights of the (at most k) non-zero entries of each row of `m`."""
+        k = int((m > 0).sum(axis=1).max())
+        idx = np.argsort(m <= 0, axis=1, kind="stable")[:, :k]  # the non-zero columns, in order
+        return idx.T, np.take_along_axis(m, idx, axis=1).T
+
+    def observation(self) -> np.ndarray:
+        pooled = np.maximum(self.frames[0], self.frames[1]).astype(np.float32)
+        rows = (pooled[self.row_idx] * self.row_w[:, :, None]).sum(axis=0)  # (size, width)
+        out = (rows[:, self.col_idx] * self.col_w[None]).sum(axis=1)  # (size, size)
+        return np.rint(out).astype(np.uint8)
+
+    def emulate(self, action: int) -> tuple:
+        """One emulator frame, with sticky actions."""
+        if self.sticky == 0.0 or self.np_random.random() >= self.sticky:
+            self.last_action = action
+        return self.env.step(self.last_action)
+
+    def reset(self, **kwargs) -> tuple[np.ndarray, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self.last_action = 0  # ALE's previous action after a reset is a no-op
+        for _ in range(self.np_random.integers(1, self.noop_max + 1) if self.noop_max else 0):
+            obs, _, terminated, truncated, info = self.emulate(0)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+                self.last_action = 0
+        self.frames[0] = self.frames[1] = obs
+        return self.observation(), info
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        total_reward, terminated, truncated, info = 0.0, False, False, {}
+        for t in range(self.frame_skip):
+            obs, reward, terminated, truncated, info = self.emulate(action)
+            total_reward += float(reward)
+            if t >= self.frame_skip - 2:
+                self.frames[t - (self.frame_skip - 2)] = obs
+            if terminated or truncated:
+                self.frames[0] = self.frames[1] = obs
+                break
+        return self.observation(), total_reward, terminated, truncated, info
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF's 'SAME' padding of one spatial dimension: (before, after) zeros so the output has ceil(size / stride)
+    positions. TF puts the odd pixel of an odd total after (bottom/right), which torch's symmetric padding cannot."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class PaddedConv2d(nn.Conv2d):
+    """A Conv2d that zero-pads its input by (left, right, top, bottom) first. A subclass rather than a ZeroPad2d
+    module before the conv, so the layers keep the names and indices (network.0, network.2, ...) of the unpadded
+    network: logs and masks of the two paddings line up."""
+
+    def __init__(self, *args, pad: tuple[int, int, int, int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
+def record_step(
+    rb: ReplayBuffer,
+    state: np.ndarray,
+    first: np.ndarray,
+    autoreset: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Store the vector step just taken and advance the agent's stacked states.
+
+    `state` holds each env's last observations (zeros before its episode's first one), `first` whether the newest
+    one starts an episode, `autoreset` whether the step just taken only reset the env (gymnasium 1.x resets on the
+    step after an episode ends). That step's row keeps the episode's final observation but is not a transition.
+    Returns the new (state, first, autoreset)."""
+    rb.add(state[:, -1], first, actions, rewards, terminations, ~autoreset)
+    first = autoreset  # the observation a reset step returns starts an episode
+    autoreset = np.logical_or(terminations, truncations)
+    state = np.roll(state, -1, axis=1)
+    state[first] = 0
+    state[:, -1] = next_obs
+    return state, first, autoreset
+
+
+def evaluate(
+    q_network: QNetwork, env: gym.Env, episodes: int, epsilon: float, stack: int, seed: int, device: torch.device
+) -> np.ndarray:
+    """Evaluation episodes with a small epsilon (Dopamine: 0.001); episode i is reset with seed + i."""
+    rng = np.random.default_rng(seed)
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        state = np.zeros((stack, *obs.shape), dtype=obs.dtype)
+        state[-1] = obs
+        done, episode_return = False, 0.0
+        while not done:
+            if rng.random() < epsilon:
+                action = int(rng.integers(env.action_space.n))
+            else:
+                with torch.no_grad():
+                    x = torch.as_tensor(state if stack > 1 else state[0], device=device)[None]
+                    action = int(q_network(x.float()).argmax(1).item())
+            obs, reward, terminated, truncated, _ = env.step(action)
+            state = np.roll(state, -1, axis=0)
+            state[-1] = obs
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
+
+
+def refill_buffer(
+    envs: gym.vector.VectorEnv,
+    rb: ReplayBuffer,
+    act: Callable,
+    state: np.ndarray,
+    autoreset: np.ndarray,
+    step: int,
+    args: Args,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A resumed run whose checkpoint holds no replay buffer (no --checkpoint-buffer) collects fresh transitions with
+    the current epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and
+    the buffer now holds only recent experience, so the run differs from an uninterrupted one. Returns the new
+    (state, first, autoreset)."""
+    refill = max(args.learning_starts, args.batch_size + rb.stack + 1)
+    print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
+    first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
+    for _ in range(math.ceil(refill / args.num_envs)):
+        actions, _ = act(state, step)
+        next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+        clipped = np.clip(rewards, -1.0, 1.0) if is_atari(args.env_id) else rewards
+        state, first, autoreset = record_step(
+            rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
+        )
+    return state, first, autoreset
 
 
 def check_env(env_id: str) -> bool:

@@ -158,30 +158,20 @@ class Args:
     0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
 
 
-# CleanRL's PPO settings per kind of action space; a flag left at None takes the value here.
+# CleanRL's PPO settings, as (continuous, discrete) pairs by the kind of action space; a flag left at None takes them.
+SETTINGS_BY_PROTOCOL = dict(
+    total_timesteps=(489 * 2048, 500_000),
+    learning_rate=(3e-4, 2.5e-4),
+    num_envs=(1, 4),
+    num_steps=(2048, 128),
+    num_minibatches=(32, 4),
+    update_epochs=(10, 4),
+    ent_coef=(0.0, 0.01),
+    norm_obs=(True, False),
+    norm_reward=(True, False),
+)
 PROTOCOLS = {
-    "continuous": dict(
-        total_timesteps=489 * 2048,
-        learning_rate=3e-4,
-        num_envs=1,
-        num_steps=2048,
-        num_minibatches=32,
-        update_epochs=10,
-        ent_coef=0.0,
-        norm_obs=True,
-        norm_reward=True,
-    ),
-    "discrete": dict(
-        total_timesteps=500_000,
-        learning_rate=2.5e-4,
-        num_envs=4,
-        num_steps=128,
-        num_minibatches=4,
-        update_epochs=4,
-        ent_coef=0.01,
-        norm_obs=False,
-        norm_reward=False,
-    ),
+    kind: {k: v[i] for k, v in SETTINGS_BY_PROTOCOL.items()} for i, kind in enumerate(("continuous", "discrete"))
 }
 # [G]'s tuned PPO settings per method (its appendix's hyperparameter tables).
 TUNED = {
@@ -610,39 +600,6 @@ class SparseNetwork:
 SCRIPT = "sparse_ppo"  # checkpoints name the script that wrote them
 
 
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-class RunningMeanStd:
-    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
-
-    def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-
-    def update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
-
-    def state(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -716,29 +673,6 @@ def bootstrap_truncations(
         reward[truncated] += gamma * value_of(final)
 
 
-def evaluate(
-    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
-) -> np.ndarray:
-    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
-    statistics; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            x = obs_rms.normalize(obs) if obs_rms is not None else obs
-            with torch.no_grad():
-                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
-            action = action.cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
 def train(args: Args, given: set[str] | None = None) -> dict:
     """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
@@ -748,20 +682,12 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     args = resolved(flags, settings)  # the protocol's and the method's settings in place of the flags left at None
     # Gradient steps: update_epochs x num_minibatches per rollout; every schedule counts them.
     grad_steps = args.num_iterations * args.update_epochs * args.num_minibatches
-    prune_start, prune_end = (int(fraction * grad_steps) for fraction in PRUNE_WINDOW)
-    schedule = topology_schedule(
-        args, grad_steps, int(0.8 * grad_steps), prune_start, prune_end, "80% of the gradient steps"
-    )
+    prune_window = [int(fraction * grad_steps) for fraction in PRUNE_WINDOW]
+    schedule = topology_schedule(args, grad_steps, int(0.8 * grad_steps), *prune_window, "80% of the gradient steps")
     run = Run(SCRIPT, flags, checkpoint, {"settings": settings})
     device = run.device
 
-    # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
-    # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run.name) for i in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # returns of the raw rewards
+    envs = make_envs(args, run.name)  # SAME_STEP autoreset: truncations bootstrap from V(true final obs)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape)) if continuous else int(envs.single_action_space.n)
     obs_rms = RunningMeanStd((obs_dim,)) if args.norm_obs else None
@@ -774,8 +700,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=args.actor_sparsity, **kwargs)
     critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=args.critic_sparsity, **kwargs)
     sparse_nets = {"actor": actor_sparse, "critic": critic_sparse}
-    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md). eps 1e-5 is
-    # CleanRL's.
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md); eps: CleanRL's
     groups = weight_decay_groups([agent], args.weight_decay)
     optimizer = torch.optim.Adam(groups, lr=args.learning_rate, eps=1e-5, fused=True)
 
@@ -783,10 +708,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     n, e = args.num_steps, args.num_envs
     obs = torch.zeros((n, e, obs_dim), device=device)
     actions = torch.zeros((n, e, act_dim) if continuous else (n, e), device=device)
-    logprobs = torch.zeros((n, e), device=device)
-    rewards = torch.zeros((n, e), device=device)
-    dones = torch.zeros((n, e), device=device)
-    values = torch.zeros((n, e), device=device)
+    logprobs, rewards, dones, values = (torch.zeros((n, e), device=device) for _ in range(4))
 
     def prepare_obs(raw: np.ndarray, update: bool) -> np.ndarray:
         if obs_rms is None:
@@ -809,9 +731,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         steps = {"global_step": global_step, "grad_step": grad_step, "next_obs": next_obs, "next_done": next_done}
         return {**steps, **stats, "discounted_return": discounted_return}
 
-    start_iteration, state = run.restore(
-        {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs, None, loop_state
-    )
+    modules, optimizers = {"agent": agent}, {"optimizer": optimizer}
+    start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, None, loop_state)
     global_step, grad_step, next_obs, next_done, obs_stats, return_stats, discounted_return = state.values()
     next_obs, next_done = next_obs.to(device), next_done.to(device)
     for rms, saved in ((obs_rms, obs_stats), (return_rms, return_stats)):
@@ -953,6 +874,68 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     model = dict(obs_dim=obs_dim, act_dim=act_dim, continuous=continuous, obs_rms=obs_rms and obs_rms.state())
     # PPO learns on every step; its speed is environment steps per second, evaluation excluded
     return run.finish(global_step, global_step, model, close=(envs, eval_env))
+
+
+def make_envs(args: types.SimpleNamespace, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics of the raw rewards; env i's action space is seeded with seed + i,
+    and with --capture-video env 0 records videos. SAME_STEP autoreset: a finished env is reset within the same step
+    and its true final observation is in infos["final_obs"], so a rollout has no placeholder steps and truncations
+    can bootstrap from V(final obs)."""
+
+    def make_env(i: int) -> gym.Env:
+        if args.capture_video and i == 0:
+            env = gym.wrappers.RecordVideo(gym.make(args.env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(args.env_id)
+        env.action_space.seed(args.seed + i)
+        return env
+
+    thunks = [lambda i=i: make_env(i) for i in range(args.num_envs)]
+    envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+
+def evaluate(
+    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
+) -> np.ndarray:
+    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
+    statistics; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            x = obs_rms.normalize(obs) if obs_rms is not None else obs
+            with torch.no_grad():
+                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
+            action = action.cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
 
 
 def check_env(env_id: str) -> bool:

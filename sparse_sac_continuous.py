@@ -573,19 +573,6 @@ class SparseNetwork:
 SCRIPT = "sparse_sac_continuous"  # checkpoints name the script that wrote them
 
 
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
 class SoftQNetwork(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, width: int) -> None:
         super().__init__()
@@ -665,38 +652,6 @@ class ReplayBuffer:
         return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
 
 
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
-
-
-def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    """Deterministic evaluation: the squashed mean action; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            with torch.no_grad():
-                _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
-            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
 def train(args: Args, given: set[str] | None = None) -> dict:
     """Train SAC with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
@@ -708,48 +663,36 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     # as many (policy_frequency updates every policy_frequency steps), so one schedule serves all three networks.
     iterations = args.total_timesteps // args.num_envs
     grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
-    schedule = topology_schedule(
-        args,
-        grad_steps,
-        int(0.8 * grad_steps),
-        int(0.2 * grad_steps),
-        int(0.8 * grad_steps),
-        "80% of the gradient steps",
-    )
+    window = int(0.8 * grad_steps), int(0.2 * grad_steps), int(0.8 * grad_steps)
+    schedule = topology_schedule(args, grad_steps, *window, "80% of the gradient steps")
     run = Run(SCRIPT, flags, checkpoint, {"tuned": tuned})
     device = run.device
 
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run.name) for i in range(args.num_envs)]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs = make_envs(args, run.name)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     low, high = envs.single_action_space.low, envs.single_action_space.high
 
     actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1 = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2 = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf1, qf2 = (SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
     example_obs, example_act = torch.zeros(1, obs_dim, device=device), torch.zeros(1, act_dim, device=device)
     kwargs = sparse_kwargs(args, args.batch_size, schedule)
     actor_sparse = SparseNetwork(actor, (example_obs,), sparsity=sparsity["actor"], **kwargs)
-    qf1_sparse = SparseNetwork(qf1, (example_obs, example_act), sparsity=sparsity["critic"], **kwargs)
-    qf2_sparse = SparseNetwork(qf2, (example_obs, example_act), sparsity=sparsity["critic"], **kwargs)
+    qf1_sparse, qf2_sparse = (
+        SparseNetwork(qf, (example_obs, example_act), sparsity=sparsity["critic"], **kwargs) for qf in (qf1, qf2)
+    )
     sparse_nets = {"actor": actor_sparse, "qf1": qf1_sparse, "qf2": qf2_sparse}
 
     # Target critics are copies taken after masking, re-masked after every soft update: exactly as sparse.
-    qf1_target = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2_target = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf1_target, qf2_target = (SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
     for target, net in ((qf1_target, qf1), (qf2_target, qf2)):
         target.load_state_dict(net.state_dict())
     online_params = [p for net in (qf1, qf2) for p in net.parameters()]
     target_params = [p for net in (qf1_target, qf2_target) for p in net.parameters()]
     target_weights = [(qf1_sparse, qf1_sparse.weights_of(qf1_target)), (qf2_sparse, qf2_sparse.weights_of(qf2_target))]
 
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
     wd = args.weight_decay
-    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
-    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
-    # slower than dense ones. The arithmetic is Adam's either way.
     q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=args.q_lr, fused=True)
     actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=args.policy_lr, fused=True)
 
@@ -885,6 +828,54 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
     model = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=low, action_high=high)
     return run.finish(iterations * args.num_envs, grad_step * args.num_envs, model, close=(envs, eval_env))
+
+
+def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics; env i's action space is seeded with seed + i, and with
+    --capture-video env 0 records videos."""
+
+    def make_env(i: int) -> gym.Env:
+        if args.capture_video and i == 0:
+            env = gym.wrappers.RecordVideo(gym.make(args.env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(args.env_id)
+        env.action_space.seed(args.seed + i)
+        return env
+
+    envs = gym.vector.SyncVectorEnv([lambda i=i: make_env(i) for i in range(args.num_envs)])
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def add_transitions(
+    rb: ReplayBuffer,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    autoreset: np.ndarray,
+) -> None:
+    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
+    ended the episode already carried the true final observation in `next_obs`."""
+    for i in np.flatnonzero(~autoreset):
+        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+
+
+def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    """Deterministic evaluation: the squashed mean action; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
 
 
 def refill_buffer(

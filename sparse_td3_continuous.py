@@ -562,19 +562,6 @@ class SparseNetwork:
 SCRIPT = "sparse_td3_continuous"  # checkpoints name the script that wrote them
 
 
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
 class QNetwork(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, width: int) -> None:
         super().__init__()
@@ -629,38 +616,6 @@ class ReplayBuffer:
         return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
 
 
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
-
-
-def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    """Deterministic evaluation: the actor's mean action, no exploration noise; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            with torch.no_grad():
-                action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
 def train(args: Args, given: set[str] | None = None) -> dict:
     """Train TD3 with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
@@ -669,27 +624,21 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     # Schedules count critic gradient steps: one per vector step once learning has started.
     iterations = args.total_timesteps // args.num_envs
     grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
-    schedule = topology_schedule(
-        args, grad_steps, grad_steps - 50_000, int(0.2 * grad_steps), int(0.8 * grad_steps), "gradient steps - 50k"
-    )
+    prune_window = int(0.2 * grad_steps), int(0.8 * grad_steps)
+    schedule = topology_schedule(args, grad_steps, grad_steps - 50_000, *prune_window, "gradient steps - 50k")
     run = Run(SCRIPT, args, checkpoint)
     device = run.device
 
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run.name) for i in range(args.num_envs)]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs = make_envs(args, run.name)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     low, high = envs.single_action_space.low, envs.single_action_space.high
 
     actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf1, qf2 = (QNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
     example_obs, example_act = torch.zeros(1, obs_dim, device=device), torch.zeros(1, act_dim, device=device)
     critic_kwargs = dict(sparsity=sparsity["critic"], **sparse_kwargs(args, args.batch_size, schedule))
-    qf1_sparse = SparseNetwork(qf1, (example_obs, example_act), **critic_kwargs)
-    qf2_sparse = SparseNetwork(qf2, (example_obs, example_act), **critic_kwargs)
+    qf1_sparse, qf2_sparse = (SparseNetwork(qf, (example_obs, example_act), **critic_kwargs) for qf in (qf1, qf2))
     # The actor steps once per `policy_frequency` critic steps; its schedule is the critic's in its own steps,
     # so both networks change topology on the same iterations (as DS-TD3's code does).
     pf = args.policy_frequency
@@ -700,28 +649,23 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
     # Targets are copies taken after masking, and are re-masked after every soft update: exactly as sparse.
     target_actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    for target, net in ((target_actor, actor), (qf1_target, qf1), (qf2_target, qf2)):
+    qf1_target, qf2_target = (QNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
+    targets = (target_actor, qf1_target, qf2_target)
+    for target, net in zip(targets, (actor, qf1, qf2)):
         target.load_state_dict(net.state_dict())
     online_params = [p for net in (actor, qf1, qf2) for p in net.parameters()]
-    target_params = [p for net in (target_actor, qf1_target, qf2_target) for p in net.parameters()]
-    targets = (target_actor, qf1_target, qf2_target)
+    target_params = [p for net in targets for p in net.parameters()]
     target_weights = [(sparse, sparse.weights_of(target)) for sparse, target in zip(sparse_nets.values(), targets)]
 
     # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
     # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
     # slower than dense ones. The arithmetic is Adam's either way.
-    q_optimizer = torch.optim.Adam(
-        weight_decay_groups([qf1, qf2], args.weight_decay), lr=args.learning_rate, fused=True
-    )
-    actor_optimizer = torch.optim.Adam(
-        weight_decay_groups([actor], args.weight_decay), lr=args.learning_rate, fused=True
-    )
+    lr, wd = args.learning_rate, args.weight_decay
+    q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=lr, fused=True)
+    actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=lr, fused=True)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
-    action_low = torch.as_tensor(low, dtype=torch.float32, device=device)
-    action_high = torch.as_tensor(high, dtype=torch.float32, device=device)
+    action_low, action_high = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (low, high))
     envs.action_space.seed(args.seed)
     eval_env = gym.make(args.env_id)
     obs, _ = envs.reset(seed=args.seed)
@@ -824,6 +768,54 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
     model = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=low, action_high=high)
     return run.finish(iterations * args.num_envs, grad_step * args.num_envs, model, close=(envs, eval_env))
+
+
+def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics; env i's action space is seeded with seed + i, and with
+    --capture-video env 0 records videos."""
+
+    def make_env(i: int) -> gym.Env:
+        if args.capture_video and i == 0:
+            env = gym.wrappers.RecordVideo(gym.make(args.env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(args.env_id)
+        env.action_space.seed(args.seed + i)
+        return env
+
+    envs = gym.vector.SyncVectorEnv([lambda i=i: make_env(i) for i in range(args.num_envs)])
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def add_transitions(
+    rb: ReplayBuffer,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    autoreset: np.ndarray,
+) -> None:
+    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
+    ended the episode already carried the true final observation in `next_obs`."""
+    for i in np.flatnonzero(~autoreset):
+        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+
+
+def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    """Deterministic evaluation: the actor's mean action, no exploration noise; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
 
 
 def refill_buffer(
