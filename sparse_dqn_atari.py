@@ -10,13 +10,15 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, setup and
-the training loop; DQN's checks of the environment (`check_env`) and of the flags, with the protocol's settings resolved
-(`resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same
-text in every script); then the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock,
-progress, summaries, checkpoints and resume; shared checks of the flags; also the same text in every script, and a
-first-time reader may skip it); `__main__`. Results and every deviation from the papers: docs/dqn.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); DQN's Q-networks, replay buffer
+and epsilon schedule; `train()`, setup and the training loop; then what train() calls around the algorithm: the
+environments and Atari preprocessing, the CNN's 'SAME' padding, frame stacking (`record_step`), evaluation, the
+replay-buffer refill of a resumed run and DQN's checks, with the protocol's settings resolved (`check_env`,
+`resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the
+run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
+checkpoints and resume; shared checks of the flags; a first-time reader may skip it); `__main__`. The three sections
+(sparse training, sparse kernels, run infrastructure) are the same text in every script of this project. Results and
+every deviation from the papers: docs/dqn.md.
 """
 
 import collections
@@ -60,8 +62,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -75,8 +76,7 @@ class Args:
     checkpoint_frequency: int = 0
     """environment steps between checkpoints (`runs/{run_name}/checkpoint.pt`, the one before kept); 0: none"""
     checkpoint_buffer: bool = False
-    """store the replay buffer in checkpoints (up to ~7 GB for 1M Atari frames); without it a resumed run first
-    refills the buffer"""
+    """store the replay buffer in checkpoints (~7 GB for 1M Atari frames); else a resumed run refills it first"""
     resume: str | None = None
     """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
@@ -154,8 +154,7 @@ class Args:
     prune_end: int | None = None
     """gradient step at which gradual pruning reaches its target; None: Atari 80%, classic 75% of gradient steps"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
 # The two protocols of [G] (its appendix), as (Atari, classic) pairs. Atari: Dopamine's DQN with Adam; classic
@@ -712,15 +711,9 @@ class ReplayBuffer:
             keep = self.valid[r, e]
             rows, envs = np.concatenate([rows, r[keep]]), np.concatenate([envs, e[keep]])
         rows, envs = rows[:batch_size], envs[:batch_size]
-        obs = self.states(rows, envs)
-        next_obs = self.states((rows + 1) % self.rows, envs)
-        data = (
-            obs,
-            self.actions[rows, envs],
-            self.rewards[rows, envs],
-            next_obs,
-            self.terminations[rows, envs].astype(np.float32),
-        )
+        obs, next_obs = self.states(rows, envs), self.states((rows + 1) % self.rows, envs)
+        terminations = self.terminations[rows, envs].astype(np.float32)
+        data = obs, self.actions[rows, envs], self.rewards[rows, envs], next_obs, terminations
         return tuple(torch.as_tensor(a, device=device) for a in data)
 
 
@@ -740,24 +733,13 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     # Gradient steps: one every train_frequency vector steps once learning has started.
     iterations = args.total_timesteps // args.num_envs
     grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs)) // args.train_frequency
-    if grad_steps < 1:
-        raise BadInput(
-            f"no gradient step fits between --learning-starts ({args.learning_starts}) and --total-timesteps "
-            f"({args.total_timesteps}) at one every --train-frequency ({args.train_frequency}) steps"
-        )
     window = (int(args.update_end_frac * grad_steps), int(args.prune_start_frac * grad_steps))
     default_end = f"{args.update_end_frac:.0%} of the gradient steps"
     schedule = topology_schedule(args, grad_steps, *window, int(args.prune_end_frac * grad_steps), default_end)
     run = Run(SCRIPT, flags, checkpoint, {"settings": settings})
     device = run.device
 
-    envs = gym.vector.SyncVectorEnv(
-        [
-            make_env(args.env_id, args.seed + i, i, args.capture_video, run.name, args.max_episode_steps)
-            for i in range(args.num_envs)
-        ]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs = make_envs(args, run.name)
     frame_shape = envs.single_observation_space.shape
     stack = 4 if atari else 1
     obs_shape = (stack, *frame_shape) if atari else frame_shape
@@ -873,6 +855,15 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
 def is_atari(env_id: str) -> bool:
     return "ale_py" in str(gym.spec(env_id).entry_point)
+
+
+def make_envs(args: types.SimpleNamespace, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics; env i's action space is seeded with seed + i."""
+    env_fns = [
+        make_env(args.env_id, args.seed + i, i, args.capture_video, run_name, args.max_episode_steps)
+        for i in range(args.num_envs)
+    ]
+    return gym.wrappers.vector.RecordEpisodeStatistics(gym.vector.SyncVectorEnv(env_fns))
 
 
 def make_env(
@@ -1147,6 +1138,12 @@ def resolve_args(args: Args, atari: bool) -> dict:
     if args.checkpoint_frequency < 0:
         raise BadInput(
             f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
+    iterations = c["total_timesteps"] // args.num_envs
+    if (iterations - math.ceil(c["learning_starts"] / args.num_envs)) // c["train_frequency"] < 1:
+        raise BadInput(
+            f"no gradient step fits between --learning-starts ({c['learning_starts']}) and --total-timesteps "
+            f"({c['total_timesteps']}) at one every --train-frequency ({c['train_frequency']}) steps"
         )
     return c
 

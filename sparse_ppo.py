@@ -11,13 +11,14 @@ one file. RigL at 90% sparsity (ERK) by default; static masks, SET and gradual m
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); PPO: environments, agent, evaluation; `train()`, setup and the training loop; PPO's checks of the
-environment (`check_env`) and of the flags, with the tuned settings resolved (`resolve_args`); the optional
-sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same text in every script); then the
-run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
-checkpoints and resume; shared checks of the flags; also the same text in every script, and a first-time reader may skip
-it); `__main__`. Results and every deviation from the papers: docs/ppo.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); PPO's agent and the bootstrap
+of truncated episodes; `train()`, setup and the training loop; then what train() calls around the algorithm: the
+environments, observation and reward normalization (`RunningMeanStd`), evaluation, and PPO's checks, with the
+protocol's and the method's settings resolved (`check_env`, `resolve_args`); the optional sparse-kernels section
+(--sparse-kernels: sparse layers as CSR products); the run-infrastructure section (`Run`, which train() drives: run
+folder and logs, the clock, progress, summaries, checkpoints and resume; shared checks of the flags; a first-time
+reader may skip it); `__main__`. The three sections (sparse training, sparse kernels, run infrastructure) are the same
+text in every script of this project. Results and every deviation from the papers: docs/ppo.md.
 """
 
 import collections
@@ -57,8 +58,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -70,8 +70,7 @@ class Args:
     save_model: bool = False
     """whether to save weights, masks, normalization statistics and args to `runs/{run_name}/{exp_name}.pt`"""
     checkpoint_frequency: int = 0
-    """environment steps between checkpoints, taken after a rollout's update (`runs/{run_name}/checkpoint.pt`, the one
-    before kept); 0: none"""
+    """environment steps between checkpoints (`runs/{run_name}/checkpoint.pt`), after a rollout's update; 0: none"""
     resume: str | None = None
     """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
@@ -154,8 +153,7 @@ class Args:
     prune_end: int | None = None
     """gradient step at which gradual pruning reaches its target; None: 120k of 156,480 (as [G]), scaled"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
 # CleanRL's PPO settings, as (continuous, discrete) pairs by the kind of action space; a flag left at None takes them.

@@ -10,13 +10,14 @@ pruning through --sparse-method, each with [G]'s tuned settings unless a flag ov
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); SAC: networks, replay buffer, evaluation; `train()`, setup and the training loop; SAC's checks of the
-flags and the environment (`check_args`) and the replay-buffer refill of a resumed run (`refill_buffer`); the optional
-sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same text in every script); then the
-run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
-checkpoints and resume; shared checks of the flags; also the same text in every script, and a first-time reader may skip
-it); `__main__`. Results and every deviation from the papers: docs/sac.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); SAC's networks and replay
+buffer; `train()`, setup and the training loop; then what train() calls around the algorithm: the environments,
+evaluation, the replay-buffer refill of a resumed run (`refill_buffer`) and SAC's checks (`check_args`); the optional
+sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the run-infrastructure section (`Run`, which
+train() drives: run folder and logs, the clock, progress, summaries, checkpoints and resume; shared checks of the
+flags; a first-time reader may skip it); `__main__`. The three sections (sparse training, sparse kernels, run
+infrastructure) are the same text in every script of this project. Results and every deviation from the papers:
+docs/sac.md.
 """
 
 import collections
@@ -55,8 +56,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -144,8 +144,7 @@ class Args:
     prune_end: int | None = None
     """gradient step at which gradual pruning reaches its target; None: 80% of the gradient steps, as [G]"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
 # [G]'s tuned SAC settings per method (its appendix's hyperparameter tables); a flag left at None takes the value here.
