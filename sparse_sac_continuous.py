@@ -1157,10 +1157,8 @@ def network_sparsities(args: object) -> dict[str, float]:
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    a = args
-    check_sparse_args(
-        a.sparse_method, given, a.sparsity_distribution, a.drop_fraction, a.drop_schedule, a.update_interval
-    )
+    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
+    check_sparse_args(args.sparse_method, given, *flags)
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(
@@ -1347,12 +1345,8 @@ class Run:
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         loop = checkpoint["loop"]
-        self.evaluations, self.next_eval, self.next_checkpoint = (
-            loop["evaluations"],
-            loop["next_eval"],
-            loop["next_checkpoint"],
-        )
-        self.clock = Clock(loop["elapsed_s"], loop.get("learning_s"))
+        self.evaluations, self.next_eval = loop["evaluations"], loop["next_eval"]
+        self.next_checkpoint, self.clock = loop["next_checkpoint"], Clock(loop["elapsed_s"], loop.get("learning_s"))
         if buffer is not None:
             buffer.rng = loop["rb_rng"]
             if loop["buffer"] is not None:
@@ -1448,26 +1442,13 @@ class Run:
             # is gigabytes)
             state = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(self.buffer).items()}
             loop |= {"rb_rng": self.buffer.rng, "buffer": state if args.checkpoint_buffer else None}
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "script": self.script,
-            "args": dict(vars(args)),
-            "run_dir": self.dir,
-            "run_dir_abs": os.path.abspath(self.dir),
-            "global_step": step,
-            "modules": {name: m.state_dict() for name, m in self.modules.items()},
-            "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
-            "sparse": {name: s.state_dict() for name, s in self.sparse_nets.items()},
-            "env": env_state(self.env),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
-            "loop": loop,
-        }
-        save_checkpoint(self.dir, checkpoint)
+        checkpoint = {"format": CHECKPOINT_FORMAT, "script": self.script, "args": dict(vars(args)), "run_dir": self.dir}
+        checkpoint |= {"run_dir_abs": os.path.abspath(self.dir), "global_step": step}
+        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers), ("sparse", self.sparse_nets)):
+            checkpoint[kind] = {name: part.state_dict() for name, part in parts.items()}
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        rng["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        save_checkpoint(self.dir, checkpoint | {"env": env_state(self.env), "rng": rng, "loop": loop})
         self.clock.paused += time.time() - start
 
     def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
@@ -1480,11 +1461,8 @@ class Run:
         args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
         dense_flops = sum(s.dense_train_flops for s in nets.values())
         returns = [r for _, r in self.evaluations]
-        summary = {
-            "script": args.exp_name,
-            "env_id": args.env_id,
-            "sparse_method": args.sparse_method,
-            "seed": args.seed,
+        summary = dict(script=args.exp_name, env_id=args.env_id, sparse_method=args.sparse_method, seed=args.seed)
+        summary |= {
             "total_timesteps": total_steps,
             "final_eval_return": returns[-1],
             "mean_last_10_evals": float(np.mean(returns[-10:])),
