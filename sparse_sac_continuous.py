@@ -670,14 +670,13 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=args.q_lr, fused=True)
     actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=args.policy_lr, fused=True)
 
+    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
     # Automatic entropy tuning; alpha stays a tensor so the hot loop has no .item()
     if args.autotune:
         target_entropy = -float(act_dim)
         log_alpha = torch.zeros(1, requires_grad=True, device=device)
-        alpha = log_alpha.exp().detach()
-        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
-    else:
-        alpha = torch.tensor(args.alpha, device=device)
+        optimizers["a_optimizer"] = a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
+    alpha = log_alpha.exp().detach() if args.autotune else torch.tensor(args.alpha, device=device)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
     envs.action_space.seed(args.seed)
@@ -702,9 +701,6 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         return {"grad_step": grad_step, **losses, "obs": obs, "autoreset": autoreset}
 
     modules = dict(actor=actor, qf1=qf1, qf2=qf2, qf1_target=qf1_target, qf2_target=qf2_target)
-    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
-    if args.autotune:
-        optimizers["a_optimizer"] = a_optimizer
     start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, rb, loop_state)
     grad_step, actor_loss, alpha_loss, saved_log_alpha, obs, autoreset = state.values()
     if args.autotune:
