@@ -735,6 +735,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                 qf1_next = qf1_target(b_next_obs, next_actions)
                 qf2_next = qf2_target(b_next_obs, next_actions)
                 min_qf_next = torch.min(qf1_next, qf2_next) - alpha * next_log_pi
+                # only a termination stops the bootstrap: a time-limit truncation is not stored (ReplayBuffer)
                 next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
 
             qf1_a_values = qf1(b_obs, b_actions).view(-1)

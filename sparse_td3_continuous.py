@@ -695,6 +695,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                 ) * target_actor.action_scale
                 next_actions = (target_actor(b_next_obs) + clipped_noise).clamp(action_low, action_high)
                 min_qf_next = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
+                # only a termination stops the bootstrap: a time-limit truncation is not stored (ReplayBuffer)
                 next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
 
             qf1_a_values = qf1(b_obs, b_actions).view(-1)
