@@ -317,11 +317,10 @@ def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[d
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
-    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
-    between `loss.backward()` and `optimizer.step()`.
-    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
-    `apply_masks_(self.weights_of(target))` after each soft update.
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every gradient
+    step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
+    `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
+    sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
     """
 
     def __init__(
@@ -611,20 +610,12 @@ class Agent(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, width: int, continuous: bool) -> None:
         super().__init__()
         self.continuous = continuous
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, 1), std=1.0),
-        )
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, act_dim), std=0.01),
-        )
+
+        def mlp(n_out: int, out_std: float) -> nn.Sequential:
+            hidden = [layer_init(nn.Linear(obs_dim, width)), nn.Tanh(), layer_init(nn.Linear(width, width)), nn.Tanh()]
+            return nn.Sequential(*hidden, layer_init(nn.Linear(width, n_out), std=out_std))
+
+        self.critic, self.actor = mlp(1, 1.0), mlp(act_dim, 0.01)
         # 1-D so that weight decay (weight matrices only) leaves it alone
         self.actor_logstd = nn.Parameter(torch.zeros(act_dim)) if continuous else None
 
@@ -1146,9 +1137,8 @@ def command_line_flags(argv: list[str]) -> set[str]:
 
 
 def load_run(args: object, script: str, given: set[str] | None) -> tuple[object, dict | None]:
-    """The first step of train(): with --resume, the checkpoint to continue and its run's arguments (`resume_args`;
-    `given`: the flags named on the command line); else (args, None). Also refuses --track or --capture-video without
-    their packages, and quiets MuJoCo's deprecation warning."""
+    """The first step of train(): with --resume, the checkpoint and its run's arguments (`resume_args`), else (args,
+    None). Also refuses --track or --capture-video without their packages, and quiets MuJoCo's deprecation warning."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, script)
@@ -1407,11 +1397,10 @@ class Run:
     def open(
         self, total: int, warmup: int, eval_frequency: int, eval_episodes: int, purge_after: int = 0
     ) -> SummaryWriter:
-        """Every check has passed: from here on the run writes to its folder. Open its tensorboard writer (and wandb
-        with --track), which creates the folder, record every argument and resolved setting, print the plan, start the
-        progress lines. Returns the writer. A resumed run logs again from the checkpoint's step + `purge_after` on:
-        tensorboard drops what the stopped process logged from there, so the checkpoint's evaluations from there on,
-        logged before the checkpoint, are logged again."""
+        """Every check has passed: open the tensorboard writer (it creates the run folder; wandb too with --track)
+        with every setting, print the plan, start the progress lines; returns the writer. A resumed run logs from the
+        checkpoint's step + `purge_after` on: tensorboard drops what the stopped process logged from there, so the
+        checkpoint's evaluations from there on are logged again."""
         args, self.eval_frequency = self.args, eval_frequency
         config = {**vars(args), **{k: v for values in self.record.values() for k, v in values.items()}}
         step = 0 if self.checkpoint is None else self.checkpoint["global_step"]
@@ -1502,11 +1491,11 @@ class Run:
         self.clock.paused += time.time() - start
 
     def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
-        """End the run: log the final sparsity; with --save-model save every module's weights and every mask plus
-        `model`; write summary.json (atomically, naming the model) and delete the checkpoints (a finished run cannot be
-        resumed, so they could never be used again); print the summary and close `close`. `learned_steps`: environment
-        steps taken while learning, for the learning speed. Returns the summary: evaluation returns (final, mean of the
-        last 10 as [S] reports, learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network."""
+        """End the run: log the final sparsity; with --save-model save the weights, masks and `model`; write
+        summary.json (atomically) and delete the checkpoints (a finished run cannot be resumed); print the summary,
+        close `close` and return the summary: evaluation returns (final, mean of the last 10 as [S] reports,
+        learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, the learning speed over
+        `learned_steps` (environment steps taken while learning)."""
         log_sparsity(self.writer, self.sparse_nets, total_steps)
         args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
         dense_flops = sum(s.dense_train_flops for s in nets.values())
