@@ -10,13 +10,15 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); DQN: environments and Atari preprocessing, Q-networks, replay buffer, evaluation; `train()`, setup and
-the training loop; DQN's checks of the environment (`check_env`) and of the flags, with the protocol's settings resolved
-(`resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same
-text in every script); then the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock,
-progress, summaries, checkpoints and resume; shared checks of the flags; also the same text in every script, and a
-first-time reader may skip it); `__main__`. Results and every deviation from the papers: docs/dqn.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); DQN's Q-networks and epsilon
+schedule; `train()`, setup and the training loop; then what train() calls around the algorithm: the environments and
+Atari preprocessing, the CNN's 'SAME' padding, the replay buffer and frame stacking (`record_step`), evaluation, the
+replay-buffer refill of a resumed run and DQN's checks, with the protocol's settings resolved (`check_env`,
+`resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the
+run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
+checkpoints and resume; shared checks of the flags; a first-time reader may skip it); `__main__`. The three sections
+(sparse training, sparse kernels, run infrastructure) are the same text in every script of this project. Results and
+every deviation from the papers: docs/dqn.md.
 """
 
 import collections
@@ -60,8 +62,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -75,8 +76,7 @@ class Args:
     checkpoint_frequency: int = 0
     """environment steps between checkpoints (`runs/{run_name}/checkpoint.pt`, the one before kept); 0: none"""
     checkpoint_buffer: bool = False
-    """store the replay buffer in checkpoints (up to ~7 GB for 1M Atari frames); without it a resumed run first
-    refills the buffer"""
+    """store the replay buffer in checkpoints (~7 GB for 1M Atari frames); else a resumed run refills it first"""
     resume: str | None = None
     """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
@@ -154,60 +154,36 @@ class Args:
     prune_end: int | None = None
     """gradient step at which gradual pruning reaches its target; None: Atari 80%, classic 75% of gradient steps"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
-# The two protocols of [G] (its appendix). Atari: Dopamine's DQN with Adam; classic control: TF-Agents' DQN as in
-# rigl/rl/tfagents/configs/dqn_gym_*.gin. Step counts are agent steps; *_frac are fractions of the gradient steps.
-PROTOCOLS = {
-    "atari": dict(
-        total_timesteps=10_000_000,
-        learning_rate=2.5e-4,
-        buffer_size=1_000_000,
-        target_network_frequency=8000,
-        batch_size=32,
-        exploration_steps=250_000,
-        learning_starts=20_000,
-        train_frequency=4,
-        loss="huber",
-        eval_epsilon=0.001,
-        eval_frequency=250_000,
-        eval_episodes=10,
-        hidden_width=512,
-        max_episode_steps=27_000,
-        sparsity_aware_init=True,
-        weight_decay=0.0,
-        update_interval=5000,
-        drop_fraction=0.3,
-        update_end_frac=0.8,
-        prune_start_frac=0.2,
-        prune_end_frac=0.8,
-    ),
-    "classic": dict(
-        total_timesteps=100_000,
-        learning_rate=1e-3,
-        buffer_size=100_000,
-        target_network_frequency=100,
-        batch_size=128,
-        exploration_steps=0,
-        learning_starts=1000,
-        train_frequency=1,
-        loss="mse",
-        eval_epsilon=0.0,
-        eval_frequency=2000,
-        eval_episodes=20,
-        hidden_width=512,
-        max_episode_steps=None,
-        sparsity_aware_init=True,
-        weight_decay=1e-6,
-        update_interval=1000,
-        drop_fraction=0.5,
-        update_end_frac=0.75,
-        prune_start_frac=0.2,
-        prune_end_frac=0.75,
-    ),
-}
+# The two protocols of [G] (its appendix), as (Atari, classic) pairs. Atari: Dopamine's DQN with Adam; classic
+# control: TF-Agents' DQN as in rigl/rl/tfagents/configs/dqn_gym_*.gin. Step counts are agent steps; *_frac are
+# fractions of the gradient steps.
+SETTINGS_BY_PROTOCOL = dict(
+    total_timesteps=(10_000_000, 100_000),
+    learning_rate=(2.5e-4, 1e-3),
+    buffer_size=(1_000_000, 100_000),
+    target_network_frequency=(8000, 100),
+    batch_size=(32, 128),
+    exploration_steps=(250_000, 0),
+    learning_starts=(20_000, 1000),
+    train_frequency=(4, 1),
+    loss=("huber", "mse"),
+    eval_epsilon=(0.001, 0.0),
+    eval_frequency=(250_000, 2000),
+    eval_episodes=(10, 20),
+    hidden_width=(512, 512),
+    max_episode_steps=(27_000, None),
+    sparsity_aware_init=(True, True),
+    weight_decay=(0.0, 1e-6),
+    update_interval=(5000, 1000),
+    drop_fraction=(0.3, 0.5),
+    update_end_frac=(0.8, 0.75),
+    prune_start_frac=(0.2, 0.2),
+    prune_end_frac=(0.8, 0.75),
+)
+PROTOCOLS = {kind: {k: v[i] for k, v in SETTINGS_BY_PROTOCOL.items()} for i, kind in enumerate(("atari", "classic"))}
 
 
 # --- sparse training (identical in every script) ---
@@ -344,11 +320,10 @@ def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[d
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
-    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
-    between `loss.backward()` and `optimizer.step()`.
-    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
-    `apply_masks_(self.weights_of(target))` after each soft update.
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every gradient
+    step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
+    `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
+    sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
     """
 
     def __init__(
@@ -625,8 +600,233 @@ class SparseNetwork:
 SCRIPT = "sparse_dqn_atari"  # checkpoints name the script that wrote them
 
 
+class QNetwork(nn.Module):
+    """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation.
+
+    The CNN is Dopamine's (conv 8x8/4 -> 32, 4x4/2 -> 64, 3x3/1 -> 64, then `width` units) with `padding` "same":
+    TF's 'SAME' padding, so 84x84 inputs give 21x21, 11x11 and 11x11 feature maps and fc1 is 7744 x 512, the
+    network [G] trained. "valid" is CleanRL's and the Nature paper's: 20x20, 9x9, 7x7 and fc1 3136 x 512."""
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], n_actions: int, width: int, atari: bool, padding: str = "same"
+    ) -> None:
+        super().__init__()
+        self.atari = atari
+        if atari:
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+            layers: list[nn.Module] = []
+            channels, height, width_px = obs_shape
+            for out_channels, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+                if padding == "same":
+                    top, bottom = same_padding(height, kernel, stride)
+                    left, right = same_padding(width_px, kernel, stride)
+                    conv = PaddedConv2d(channels, out_channels, kernel, stride=stride, pad=(left, right, top, bottom))
+                    height, width_px = math.ceil(height / stride), math.ceil(width_px / stride)
+                else:
+                    conv = nn.Conv2d(channels, out_channels, kernel, stride=stride)
+                    height, width_px = (height - kernel) // stride + 1, (width_px - kernel) // stride + 1
+                layers += [conv, nn.ReLU()]
+                channels = out_channels
+            self.network = nn.Sequential(
+                *layers,
+                nn.Flatten(),
+                nn.Linear(channels * height * width_px, width),
+                nn.ReLU(),
+                nn.Linear(width, n_actions),
+            )
+        else:
+            self.network = nn.Sequential(
+                nn.Linear(int(np.prod(obs_shape)), width),
+                nn.ReLU(),
+                nn.Linear(width, width),
+                nn.ReLU(),
+                nn.Linear(width, n_actions),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x / 255.0 if self.atari else x.flatten(1))
+
+
+def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
+    if duration <= 0:
+        return end_e
+    return max(end_e, start_e + (end_e - start_e) * t / duration)
+
+
+def train(args: Args, given: set[str] | None = None) -> dict:
+    """Train DQN with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
+    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
+    flags, checkpoint = load_run(args, SCRIPT, given)
+    atari = check_env(flags.env_id)
+    settings = resolve_args(flags, atari)
+    args = resolved(flags, settings)  # the protocol's settings in place of the flags left at None
+    # Gradient steps: one every train_frequency vector steps once learning has started.
+    iterations = args.total_timesteps // args.num_envs
+    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs)) // args.train_frequency
+    window = (int(args.update_end_frac * grad_steps), int(args.prune_start_frac * grad_steps))
+    default_end = f"{args.update_end_frac:.0%} of the gradient steps"
+    schedule = topology_schedule(args, grad_steps, *window, int(args.prune_end_frac * grad_steps), default_end)
+    run = Run(SCRIPT, flags, checkpoint, {"settings": settings})
+    device = run.device
+
+    envs = make_envs(args, run.name)
+    frame_shape = envs.single_observation_space.shape
+    stack = 4 if atari else 1
+    obs_shape = (stack, *frame_shape) if atari else frame_shape
+    n_actions = int(envs.single_action_space.n)
+
+    q_network = QNetwork(obs_shape, n_actions, args.hidden_width, atari, args.cnn_padding).to(device)
+    example = (torch.zeros(1, *obs_shape, device=device),)
+    sparse = SparseNetwork(q_network, example, sparsity=args.sparsity, **sparse_kwargs(args, args.batch_size, schedule))
+    sparse_nets = {"q_network": sparse}
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
+    optimizer = torch.optim.Adam(weight_decay_groups([q_network], args.weight_decay), lr=args.learning_rate, fused=True)
+    target_network = QNetwork(obs_shape, n_actions, args.hidden_width, atari, args.cnn_padding).to(device)
+    target_network.load_state_dict(q_network.state_dict())  # a copy of the masked network: exactly as sparse
+
+    obs_dtype = np.uint8 if atari else np.float32
+    rb = ReplayBuffer(args.buffer_size, args.num_envs, frame_shape, obs_dtype, stack, args.seed)
+    envs.action_space.seed(args.seed)
+    eval_env = make_env(args.env_id, args.seed + 100, 1, False, run.name, args.max_episode_steps)()
+    obs, _ = envs.reset(seed=args.seed)
+    # the agent's view: the last `stack` observations of each env, zeros before the episode's first one
+    state = np.zeros((args.num_envs, stack, *frame_shape), dtype=obs_dtype)
+    state[:, -1] = obs
+    first = np.ones(args.num_envs, dtype=bool)
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    grad_step, loss = 0, torch.zeros(())
+
+    def act(state: np.ndarray, global_step: int) -> tuple[np.ndarray, float]:
+        """Epsilon-greedy actions: epsilon 1 during warm-up, then decaying linearly. Returns (actions, epsilon)."""
+        epsilon = (
+            linear_schedule(args.start_e, args.end_e, args.exploration_steps, global_step - args.learning_starts)
+            if global_step >= args.learning_starts
+            else 1.0
+        )
+        if random.random() < epsilon:
+            return envs.action_space.sample(), epsilon
+        with torch.no_grad():
+            x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
+            return q_network(x.float()).argmax(dim=1).cpu().numpy(), epsilon
+
+    def loop_state() -> dict:
+        """What the loop carries from one iteration to the next: a checkpoint saves it, a resumed run starts from it."""
+        return {"grad_step": grad_step, "loss": loss.detach(), "state": state, "first": first, "autoreset": autoreset}
+
+    modules = {"q_network": q_network, "target_network": target_network}
+    start_iteration, saved = run.restore(modules, {"optimizer": optimizer}, sparse_nets, envs, rb, loop_state)
+    grad_step, loss, state, first, autoreset = saved.values()
+    if run.refill:
+        state, first, autoreset = refill_buffer(envs, rb, act, state, autoreset, start_iteration * args.num_envs, args)
+    writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
+
+    for iteration in range(start_iteration, iterations):
+        global_step = iteration * args.num_envs
+        actions, epsilon = act(state, global_step)
+
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                writer.add_scalar("charts/epsilon", epsilon, global_step)
+
+        clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards  # Dopamine clips rewards in the agent
+        state, first, autoreset = record_step(
+            rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
+        )
+
+        # (iteration > 0: the first row has no next observation yet, so there is nothing to sample)
+        if global_step >= args.learning_starts and iteration > 0 and iteration % args.train_frequency == 0:
+            run.clock.learning()
+            grad_step += 1
+            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
+            with torch.no_grad():
+                target_max = target_network(b_next_obs.float()).max(dim=1).values
+                td_target = b_rewards + args.gamma * target_max * (1 - b_terminations)
+            old_val = q_network(b_obs.float()).gather(1, b_actions[:, None]).squeeze(1)
+            loss = F.smooth_l1_loss(td_target, old_val) if args.loss == "huber" else F.mse_loss(td_target, old_val)
+            optimizer.zero_grad()
+            loss.backward()
+            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+            # inactive weights lose their gradients so the optimizer cannot move them.
+            sparse.update_topology_if_due(optimizer)
+            sparse.mask_gradients()
+            optimizer.step()
+
+            if grad_step % 100 == 0:
+                writer.add_scalar("losses/td_loss", loss.item(), global_step)
+                writer.add_scalar("losses/q_values", old_val.mean().item(), global_step)
+                writer.add_scalar("charts/SPS", int(global_step / run.clock.wall_s()), global_step)
+            if grad_step % args.update_interval == 0:
+                log_sparsity(writer, sparse_nets, global_step)
+
+        if (
+            iteration + 1
+        ) * args.num_envs // args.target_network_frequency > global_step // args.target_network_frequency:
+            target_network.load_state_dict(q_network.state_dict())
+
+        step, last = global_step + args.num_envs, iteration == iterations - 1
+        run.evaluate_if_due(
+            step,
+            last,
+            lambda: evaluate(
+                q_network, eval_env, args.eval_episodes, args.eval_epsilon, stack, args.seed + 100, device
+            ),
+        )
+        run.checkpoint_if_due(step, iteration + 1, last)
+        run.progress.update(step)
+
+    model = dict(obs_shape=obs_shape, n_actions=n_actions, atari=atari)
+    learned_steps = grad_step * args.train_frequency * args.num_envs
+    return run.finish(iterations * args.num_envs, learned_steps, model, close=(envs, eval_env))
+
+
 def is_atari(env_id: str) -> bool:
     return "ale_py" in str(gym.spec(env_id).entry_point)
+
+
+def make_envs(args: types.SimpleNamespace, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics; env i's action space is seeded with seed + i."""
+    env_fns = [
+        make_env(args.env_id, args.seed + i, i, args.capture_video, run_name, args.max_episode_steps)
+        for i in range(args.num_envs)
+    ]
+    return gym.wrappers.vector.RecordEpisodeStatistics(gym.vector.SyncVectorEnv(env_fns))
+
+
+def make_env(
+    env_id: str, seed: int, idx: int, capture_video: bool, run_name: str, max_episode_steps: int | None = None
+) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        render_mode = "rgb_array" if capture_video and idx == 0 else None
+        if is_atari(env_id):
+            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions have the
+            # probability the id registers (v5: 0.25, NoFrameskip-v4: none), applied by the wrapper, not ALE. ALE
+            # truncates at the frame limit.
+            frames = 4 * max_episode_steps if max_episode_steps else 108_000
+            sticky = float(gym.spec(env_id).kwargs.get("repeat_action_probability", 0.0))
+            env = gym.make(
+                env_id,
+                frameskip=1,
+                repeat_action_probability=0.0,
+                obs_type="grayscale",
+                render_mode=render_mode,
+                max_num_frames_per_episode=frames,
+            )
+            if render_mode:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+            env = AtariPreprocessing(env, sticky=sticky)
+        else:
+            env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
+            if render_mode:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
 
 
 class AtariPreprocessing(gym.Wrapper):
@@ -707,38 +907,6 @@ class AtariPreprocessing(gym.Wrapper):
         return self.observation(), total_reward, terminated, truncated, info
 
 
-def make_env(
-    env_id: str, seed: int, idx: int, capture_video: bool, run_name: str, max_episode_steps: int | None = None
-) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        render_mode = "rgb_array" if capture_video and idx == 0 else None
-        if is_atari(env_id):
-            # frameskip=1: the wrapper skips frames itself so it can max-pool the last two. Sticky actions have the
-            # probability the id registers (v5: 0.25, NoFrameskip-v4: none), applied by the wrapper, not ALE. ALE
-            # truncates at the frame limit.
-            frames = 4 * max_episode_steps if max_episode_steps else 108_000
-            sticky = float(gym.spec(env_id).kwargs.get("repeat_action_probability", 0.0))
-            env = gym.make(
-                env_id,
-                frameskip=1,
-                repeat_action_probability=0.0,
-                obs_type="grayscale",
-                render_mode=render_mode,
-                max_num_frames_per_episode=frames,
-            )
-            if render_mode:
-                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-            env = AtariPreprocessing(env, sticky=sticky)
-        else:
-            env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
-            if render_mode:
-                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TF's 'SAME' padding of one spatial dimension: (before, after) zeros so the output has ceil(size / stride)
     positions. TF puts the odd pixel of an odd total after (bottom/right), which torch's symmetric padding cannot."""
@@ -757,54 +925,6 @@ class PaddedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.pad(x, self.pad))
-
-
-class QNetwork(nn.Module):
-    """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation.
-
-    The CNN is Dopamine's (conv 8x8/4 -> 32, 4x4/2 -> 64, 3x3/1 -> 64, then `width` units) with `padding` "same":
-    TF's 'SAME' padding, so 84x84 inputs give 21x21, 11x11 and 11x11 feature maps and fc1 is 7744 x 512, the
-    network [G] trained. "valid" is CleanRL's and the Nature paper's: 20x20, 9x9, 7x7 and fc1 3136 x 512."""
-
-    def __init__(
-        self, obs_shape: tuple[int, ...], n_actions: int, width: int, atari: bool, padding: str = "same"
-    ) -> None:
-        super().__init__()
-        self.atari = atari
-        if atari:
-            if padding not in ("same", "valid"):
-                raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
-            layers: list[nn.Module] = []
-            channels, height, width_px = obs_shape
-            for out_channels, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-                if padding == "same":
-                    top, bottom = same_padding(height, kernel, stride)
-                    left, right = same_padding(width_px, kernel, stride)
-                    conv = PaddedConv2d(channels, out_channels, kernel, stride=stride, pad=(left, right, top, bottom))
-                    height, width_px = math.ceil(height / stride), math.ceil(width_px / stride)
-                else:
-                    conv = nn.Conv2d(channels, out_channels, kernel, stride=stride)
-                    height, width_px = (height - kernel) // stride + 1, (width_px - kernel) // stride + 1
-                layers += [conv, nn.ReLU()]
-                channels = out_channels
-            self.network = nn.Sequential(
-                *layers,
-                nn.Flatten(),
-                nn.Linear(channels * height * width_px, width),
-                nn.ReLU(),
-                nn.Linear(width, n_actions),
-            )
-        else:
-            self.network = nn.Sequential(
-                nn.Linear(int(np.prod(obs_shape)), width),
-                nn.ReLU(),
-                nn.Linear(width, width),
-                nn.ReLU(),
-                nn.Linear(width, n_actions),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x / 255.0 if self.atari else x.flatten(1))
 
 
 class ReplayBuffer:
@@ -869,15 +989,9 @@ class ReplayBuffer:
             keep = self.valid[r, e]
             rows, envs = np.concatenate([rows, r[keep]]), np.concatenate([envs, e[keep]])
         rows, envs = rows[:batch_size], envs[:batch_size]
-        obs = self.states(rows, envs)
-        next_obs = self.states((rows + 1) % self.rows, envs)
-        data = (
-            obs,
-            self.actions[rows, envs],
-            self.rewards[rows, envs],
-            next_obs,
-            self.terminations[rows, envs].astype(np.float32),
-        )
+        obs, next_obs = self.states(rows, envs), self.states((rows + 1) % self.rows, envs)
+        terminations = self.terminations[rows, envs].astype(np.float32)
+        data = obs, self.actions[rows, envs], self.rewards[rows, envs], next_obs, terminations
         return tuple(torch.as_tensor(a, device=device) for a in data)
 
 
@@ -907,12 +1021,6 @@ def record_step(
     return state, first, autoreset
 
 
-def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
-    if duration <= 0:
-        return end_e
-    return max(end_e, start_e + (end_e - start_e) * t / duration)
-
-
 def evaluate(
     q_network: QNetwork, env: gym.Env, episodes: int, epsilon: float, stack: int, seed: int, device: torch.device
 ) -> np.ndarray:
@@ -940,157 +1048,30 @@ def evaluate(
     return np.array(returns)
 
 
-def train(args: Args, given: set[str] | None = None) -> dict:
-    """Train DQN with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
-    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
-    flags, checkpoint = load_run(args, SCRIPT, given)
-    atari = check_env(flags.env_id)
-    settings = resolve_args(flags, atari)
-    args = resolved(flags, settings)  # the protocol's settings in place of the flags left at None
-    # Gradient steps: one every train_frequency vector steps once learning has started.
-    iterations = args.total_timesteps // args.num_envs
-    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs)) // args.train_frequency
-    if grad_steps < 1:
-        raise BadInput(
-            f"no gradient step fits between --learning-starts ({args.learning_starts}) and --total-timesteps "
-            f"({args.total_timesteps}) at one every --train-frequency ({args.train_frequency}) steps"
-        )
-    window = (int(args.update_end_frac * grad_steps), int(args.prune_start_frac * grad_steps))
-    default_end = f"{args.update_end_frac:.0%} of the gradient steps"
-    schedule = topology_schedule(args, grad_steps, *window, int(args.prune_end_frac * grad_steps), default_end)
-    run = Run(SCRIPT, flags, checkpoint, {"settings": settings})
-    device = run.device
-
-    envs = gym.vector.SyncVectorEnv(
-        [
-            make_env(args.env_id, args.seed + i, i, args.capture_video, run.name, args.max_episode_steps)
-            for i in range(args.num_envs)
-        ]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    frame_shape = envs.single_observation_space.shape
-    stack = 4 if atari else 1
-    obs_shape = (stack, *frame_shape) if atari else frame_shape
-    n_actions = int(envs.single_action_space.n)
-
-    q_network = QNetwork(obs_shape, n_actions, args.hidden_width, atari, args.cnn_padding).to(device)
-    example = (torch.zeros(1, *obs_shape, device=device),)
-    sparse = SparseNetwork(q_network, example, sparsity=args.sparsity, **sparse_kwargs(args, args.batch_size, schedule))
-    sparse_nets = {"q_network": sparse}
-    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
-    optimizer = torch.optim.Adam(weight_decay_groups([q_network], args.weight_decay), lr=args.learning_rate, fused=True)
-    target_network = QNetwork(obs_shape, n_actions, args.hidden_width, atari, args.cnn_padding).to(device)
-    target_network.load_state_dict(q_network.state_dict())  # a copy of the masked network: exactly as sparse
-
-    obs_dtype = np.uint8 if atari else np.float32
-    rb = ReplayBuffer(args.buffer_size, args.num_envs, frame_shape, obs_dtype, stack, args.seed)
-    envs.action_space.seed(args.seed)
-    eval_env = make_env(args.env_id, args.seed + 100, 1, False, run.name, args.max_episode_steps)()
-    obs, _ = envs.reset(seed=args.seed)
-    # the agent's view: the last `stack` observations of each env, zeros before the episode's first one
-    state = np.zeros((args.num_envs, stack, *frame_shape), dtype=obs_dtype)
-    state[:, -1] = obs
-    first = np.ones(args.num_envs, dtype=bool)
-    autoreset = np.zeros(args.num_envs, dtype=bool)
-    grad_step, loss = 0, torch.zeros(())
-
-    def act(state: np.ndarray, global_step: int) -> tuple[np.ndarray, float]:
-        """Epsilon-greedy actions: epsilon 1 during warm-up, then decaying linearly. Returns (actions, epsilon)."""
-        epsilon = (
-            linear_schedule(args.start_e, args.end_e, args.exploration_steps, global_step - args.learning_starts)
-            if global_step >= args.learning_starts
-            else 1.0
-        )
-        if random.random() < epsilon:
-            return envs.action_space.sample(), epsilon
-        with torch.no_grad():
-            x = torch.as_tensor(state if stack > 1 else state[:, 0], device=device)
-            return q_network(x.float()).argmax(dim=1).cpu().numpy(), epsilon
-
-    def loop_state() -> dict:
-        """What the loop carries from one iteration to the next: a checkpoint saves it, a resumed run starts from it."""
-        return {"grad_step": grad_step, "loss": loss.detach(), "state": state, "first": first, "autoreset": autoreset}
-
-    modules = {"q_network": q_network, "target_network": target_network}
-    start_iteration, saved = run.restore(modules, {"optimizer": optimizer}, sparse_nets, envs, rb, loop_state)
-    grad_step, loss, state, first, autoreset = saved.values()
-    if run.refill:
-        # The replay buffer was not checkpointed (--checkpoint-buffer): collect fresh transitions with the current
-        # epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and the
-        # buffer now holds only recent experience, so the run differs from an uninterrupted one.
-        refill = max(args.learning_starts, args.batch_size + stack + 1)
-        print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
-        first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
-        for _ in range(math.ceil(refill / args.num_envs)):
-            actions, _ = act(state, start_iteration * args.num_envs)
-            next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-            clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards
-            state, first, autoreset = record_step(
-                rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
-            )
-    writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
-
-    for iteration in range(start_iteration, iterations):
-        global_step = iteration * args.num_envs
-        actions, epsilon = act(state, global_step)
-
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-                writer.add_scalar("charts/epsilon", epsilon, global_step)
-
-        clipped = np.clip(rewards, -1.0, 1.0) if atari else rewards  # Dopamine clips rewards in the agent
+def refill_buffer(
+    envs: gym.vector.VectorEnv,
+    rb: ReplayBuffer,
+    act: Callable,
+    state: np.ndarray,
+    autoreset: np.ndarray,
+    step: int,
+    args: Args,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A resumed run whose checkpoint holds no replay buffer (no --checkpoint-buffer) collects fresh transitions with
+    the current epsilon-greedy policy before training goes on. These steps are extra (not counted, not logged), and
+    the buffer now holds only recent experience, so the run differs from an uninterrupted one. Returns the new
+    (state, first, autoreset)."""
+    refill = max(args.learning_starts, args.batch_size + rb.stack + 1)
+    print(f"note: the checkpoint holds no replay buffer; refilling it with {refill} steps before resuming")
+    first = np.ones(args.num_envs, dtype=bool)  # the first stored frame starts the buffer's history
+    for _ in range(math.ceil(refill / args.num_envs)):
+        actions, _ = act(state, step)
+        next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+        clipped = np.clip(rewards, -1.0, 1.0) if is_atari(args.env_id) else rewards
         state, first, autoreset = record_step(
             rb, state, first, autoreset, actions, clipped, next_obs, terminations, truncations
         )
-
-        # (iteration > 0: the first row has no next observation yet, so there is nothing to sample)
-        if global_step >= args.learning_starts and iteration > 0 and iteration % args.train_frequency == 0:
-            run.clock.learning()
-            grad_step += 1
-            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
-            with torch.no_grad():
-                target_max = target_network(b_next_obs.float()).max(dim=1).values
-                td_target = b_rewards + args.gamma * target_max * (1 - b_terminations)
-            old_val = q_network(b_obs.float()).gather(1, b_actions[:, None]).squeeze(1)
-            loss = F.smooth_l1_loss(td_target, old_val) if args.loss == "huber" else F.mse_loss(td_target, old_val)
-            optimizer.zero_grad()
-            loss.backward()
-            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
-            # inactive weights lose their gradients so the optimizer cannot move them.
-            sparse.update_topology_if_due(optimizer)
-            sparse.mask_gradients()
-            optimizer.step()
-
-            if grad_step % 100 == 0:
-                writer.add_scalar("losses/td_loss", loss.item(), global_step)
-                writer.add_scalar("losses/q_values", old_val.mean().item(), global_step)
-                writer.add_scalar("charts/SPS", int(global_step / run.clock.wall_s()), global_step)
-            if grad_step % args.update_interval == 0:
-                log_sparsity(writer, sparse_nets, global_step)
-
-        if (
-            iteration + 1
-        ) * args.num_envs // args.target_network_frequency > global_step // args.target_network_frequency:
-            target_network.load_state_dict(q_network.state_dict())
-
-        step, last = global_step + args.num_envs, iteration == iterations - 1
-        run.evaluate_if_due(
-            step,
-            last,
-            lambda: evaluate(
-                q_network, eval_env, args.eval_episodes, args.eval_epsilon, stack, args.seed + 100, device
-            ),
-        )
-        run.checkpoint_if_due(step, iteration + 1, last)
-        run.progress.update(step)
-
-    model = dict(obs_shape=obs_shape, n_actions=n_actions, atari=atari)
-    learned_steps = grad_step * args.train_frequency * args.num_envs
-    return run.finish(iterations * args.num_envs, learned_steps, model, close=(envs, eval_env))
+    return state, first, autoreset
 
 
 def check_env(env_id: str) -> bool:
@@ -1156,6 +1137,12 @@ def resolve_args(args: Args, atari: bool) -> dict:
     if args.checkpoint_frequency < 0:
         raise BadInput(
             f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
+        )
+    iterations = c["total_timesteps"] // args.num_envs
+    if (iterations - math.ceil(c["learning_starts"] / args.num_envs)) // c["train_frequency"] < 1:
+        raise BadInput(
+            f"no gradient step fits between --learning-starts ({c['learning_starts']}) and --total-timesteps "
+            f"({c['total_timesteps']}) at one every --train-frequency ({c['train_frequency']}) steps"
         )
     return c
 
@@ -1295,9 +1282,8 @@ class SparseKernels:
 
 # --- run infrastructure (identical in every script; a first-time reader may skip it) ---
 # Everything a run needs around the algorithm and nothing the algorithm needs: checking the flags, the run folder and
-# logs, the clock, progress lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states,
-# environment state) and resuming from them, and the one-line refusal of bad input. train() calls these through
-# `Run` and a few helpers; reading train() does not require reading them.
+# logs, the clock, progress lines, the end-of-run summary, checkpoints and resuming from them, and the one-line
+# refusal of bad input. train() calls these through `Run` and a few helpers.
 
 
 class BadInput(ValueError):
@@ -1328,9 +1314,8 @@ def command_line_flags(argv: list[str]) -> set[str]:
 
 
 def load_run(args: object, script: str, given: set[str] | None) -> tuple[object, dict | None]:
-    """The first step of train(): with --resume, the checkpoint to continue and its run's arguments (`resume_args`;
-    `given`: the flags named on the command line); else (args, None). Also refuses --track or --capture-video without
-    their packages, and quiets MuJoCo's deprecation warning."""
+    """The first step of train(): with --resume, the checkpoint and its run's arguments (`resume_args`), else (args,
+    None). Also refuses --track or --capture-video without their packages, and quiets MuJoCo's deprecation warning."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, script)
@@ -1389,14 +1374,8 @@ def network_sparsities(args: object) -> dict[str, float]:
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    check_sparse_args(
-        args.sparse_method,
-        given,
-        args.sparsity_distribution,
-        args.drop_fraction,
-        args.drop_schedule,
-        args.update_interval,
-    )
+    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
+    check_sparse_args(args.sparse_method, given, *flags)
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(
@@ -1482,6 +1461,34 @@ def is_atari_id(env_id: str) -> bool:
         return False
 
 
+def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
+    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
+    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `Run.open`
+    creates the run's folder once every check that can refuse the run has passed."""
+    if args.torch_threads < 1:
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    run_name = (
+        f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    )
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
+    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
+    # the same result only at the same thread count: the count is a setting of the run, one by default.
+    torch.set_num_threads(args.torch_threads)
+    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
+    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
+    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
+    torch.set_flush_denormal(True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, device
+
+
 class Clock:
     """A run's two clocks: wall time since the run started, and learning time, from its first gradient step on with
     evaluations and checkpoint writing left out (`paused`): the learning speed that the speed benchmark compares.
@@ -1529,40 +1536,90 @@ class Run:
         loop_state: Callable[[], dict],
     ) -> tuple[int, dict]:
         """Take the run's parts, which checkpoints save, and `loop_state`, the loop's own variables. A resumed run
-        loads its checkpoint into them (BadInput if they do not fit it), and its replay buffer if the checkpoint holds
-        one, else `refill` says to collect fresh transitions. Returns the iteration to go on from (0 for a new run)
-        and the loop's variables, in the order of `loop_state()`."""
+        loads its checkpoint into them (BadInput if they do not fit it) and sets every RNG, then loads its replay buffer
+        if the checkpoint holds one, else `refill` says to collect fresh transitions. Returns the iteration to go on
+        from (0 for a new run) and the loop's variables, in the order of `loop_state()`."""
         self.modules, self.optimizers, self.sparse_nets, self.env = modules, optimizers, sparse_nets, env
         self.buffer, self.loop_state, state = buffer, loop_state, loop_state()
-        if self.checkpoint is None:
+        checkpoint = self.checkpoint
+        if checkpoint is None:
             return 0, state
-        loop = restore_checkpoint(self.checkpoint, modules, optimizers, sparse_nets, env)
+        try:
+            for kind, parts in (("modules", modules), ("optimizers", optimizers), ("sparse", sparse_nets)):
+                for name, part in parts.items():
+                    part.load_state_dict(checkpoint[kind][name])
+            set_env_state(env, checkpoint["env"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
+            # lines below: keep the first of them
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
+            raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        rng = checkpoint["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        loop = checkpoint["loop"]
         self.evaluations, self.next_eval = loop["evaluations"], loop["next_eval"]
-        self.next_checkpoint = loop["next_checkpoint"]
-        self.clock = Clock(loop["elapsed_s"], loop.get("learning_s"))
+        self.next_checkpoint, self.clock = loop["next_checkpoint"], Clock(loop["elapsed_s"], loop.get("learning_s"))
         if buffer is not None:
             buffer.rng = loop["rb_rng"]
             if loop["buffer"] is not None:
-                load_buffer_state(buffer, loop["buffer"])
+                buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
             self.refill = loop["buffer"] is None and loop["iteration"] > 0
         return loop["iteration"], {k: loop[k] for k in state}
 
     def open(
         self, total: int, warmup: int, eval_frequency: int, eval_episodes: int, purge_after: int = 0
     ) -> SummaryWriter:
-        """Every check has passed: from here on the run writes to its folder. Open its logs (a resumed run's from the
-        checkpoint's step on, + `purge_after`; the checkpoint's own evaluation was logged before it), print the plan,
-        start the progress lines. Returns the tensorboard writer."""
-        settings = {k: v for values in self.record.values() for k, v in values.items()}
-        step, self.eval_frequency = 0, eval_frequency
+        """Every check has passed: open the tensorboard writer (it creates the run folder; wandb too with --track)
+        with every setting, print the plan, start the progress lines; returns the writer. A resumed run logs from the
+        checkpoint's step + `purge_after` on: tensorboard drops what the stopped process logged from there, so the
+        checkpoint's evaluations from there on are logged again."""
+        args, self.eval_frequency = self.args, eval_frequency
+        config = {**vars(args), **{k: v for values in self.record.values() for k, v in values.items()}}
+        step = 0 if self.checkpoint is None else self.checkpoint["global_step"]
+        if args.track:
+            import wandb
+
+            rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
+            wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                sync_tensorboard=True,
+                config=config,
+                name=self.name,
+                id=hashlib.sha1(self.name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
+                resume="allow",
+                monitor_gym=True,
+                save_code=True,
+            )
+            random.setstate(rng[0])
+            np.random.set_state(rng[1])
+            torch.set_rng_state(rng[2])
         if self.checkpoint is None:
             self.next_eval = eval_frequency
-            self.writer = open_logs(self.args, settings, self.name, self.dir)
+            self.writer = SummaryWriter(self.dir)
+            table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
             log_sparsity(self.writer, self.sparse_nets, 0)
         else:
-            step = self.checkpoint["global_step"]
-            self.writer = open_logs(self.args, settings, self.name, self.dir, step + purge_after, self.evaluations)
-        print_plan(self.dir, total, warmup, eval_frequency, eval_episodes, self.args.checkpoint_frequency, step)
+            self.writer = SummaryWriter(self.dir, purge_step=step + purge_after)
+            for eval_step, value in self.evaluations:
+                if eval_step >= step + purge_after:
+                    self.writer.add_scalar("eval/episodic_return", value, eval_step)
+        print(f"run folder: {self.dir} (watch it with: tensorboard --logdir {os.path.dirname(self.dir) or '.'})")
+        plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
+        if warmup > step:
+            plan += f"; random actions until step {warmup:,}, learning after that"
+        plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
+        if args.checkpoint_frequency:
+            plan += f"; a checkpoint every {args.checkpoint_frequency:,} steps"
+        else:
+            plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
+        print(f"plan: {plan}")
         if self.checkpoint is not None:
             print(f"resumed {self.dir} at step {step}")
         self.progress = Progress(total, warmup, eval_frequency, step)
@@ -1583,36 +1640,60 @@ class Run:
         self.progress.update(step, mean, seconds)
 
     def checkpoint_if_due(self, step: int, next_iteration: int, last: bool) -> None:
-        """Every --checkpoint-frequency steps but at the end: save everything the run needs to go on exactly
-        (make_checkpoint), the loop's state included; `next_iteration` is where a resumed run starts."""
-        if not self.args.checkpoint_frequency or step < self.next_checkpoint or last:
+        """Every --checkpoint-frequency steps but at the end, a checkpoint at `step` of everything needed to go on
+        exactly: weights (targets included), optimizer moments, masks and schedule counters, the training env's state,
+        every RNG, and the loop's variables (`next_iteration` is where a resumed run starts). It records its run folder
+        as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
+        args = self.args
+        if not args.checkpoint_frequency or step < self.next_checkpoint or last:
             return
         while self.next_checkpoint <= step:
-            self.next_checkpoint += self.args.checkpoint_frequency
+            self.next_checkpoint += args.checkpoint_frequency
         self.writer.flush()
         start = time.time()
         loop = {"iteration": next_iteration, **self.loop_state(), "evaluations": self.evaluations}
         loop |= {"next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, **self.clock.state()}
         if self.buffer is not None:
-            loop["rb_rng"] = self.buffer.rng
-            loop["buffer"] = buffer_state(self.buffer) if self.args.checkpoint_buffer else None
-        parts = self.modules, self.optimizers, self.sparse_nets, self.env
-        save_checkpoint(self.dir, make_checkpoint(self.script, self.args, self.dir, step, *parts, loop))
+            # arrays as tensors sharing their memory, which torch.save writes without a pickled copy (an Atari buffer
+            # is gigabytes)
+            state = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(self.buffer).items()}
+            loop |= {"rb_rng": self.buffer.rng, "buffer": state if args.checkpoint_buffer else None}
+        checkpoint = {"format": CHECKPOINT_FORMAT, "script": self.script, "args": dict(vars(args)), "run_dir": self.dir}
+        checkpoint |= {"run_dir_abs": os.path.abspath(self.dir), "global_step": step}
+        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers), ("sparse", self.sparse_nets)):
+            checkpoint[kind] = {name: part.state_dict() for name, part in parts.items()}
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        rng["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        save_checkpoint(self.dir, checkpoint | {"env": env_state(self.env), "rng": rng, "loop": loop})
         self.clock.paused += time.time() - start
 
     def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
-        """End the run: log the final sparsity, write summary.json (with --save-model, after the model, every module's
-        weights and every mask plus `model`, so that the summary names it), print the summary, close `close`.
-        `learned_steps`: environment steps taken while learning, for the learning speed. Returns the summary."""
+        """End the run: log the final sparsity; with --save-model save the weights, masks and `model`; write
+        summary.json (atomically) and delete the checkpoints (a finished run cannot be resumed); print the summary,
+        close `close` and return the summary: evaluation returns (final, mean of the last 10 as [S] reports,
+        learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, the learning speed over
+        `learned_steps` (environment steps taken while learning)."""
         log_sparsity(self.writer, self.sparse_nets, total_steps)
-        args, learning_s = self.args, self.clock.learning_s()
-        summary = {
-            "script": args.exp_name,
-            "env_id": args.env_id,
-            "sparse_method": args.sparse_method,
-            "seed": args.seed,
+        args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
+        dense_flops = sum(s.dense_train_flops for s in nets.values())
+        returns = [r for _, r in self.evaluations]
+        summary = dict(script=args.exp_name, env_id=args.env_id, sparse_method=args.sparse_method, seed=args.seed)
+        summary |= {
             "total_timesteps": total_steps,
-            **run_summary(self.sparse_nets, self.evaluations),
+            "final_eval_return": returns[-1],
+            "mean_last_10_evals": float(np.mean(returns[-10:])),
+            "lca": float(np.mean(returns)) / 1e4,
+            "evaluations": self.evaluations,
+            "networks": {
+                name: {
+                    "active_weights": s.active_weights(),
+                    "total_weights": s.total_weights(),
+                    "inference_flops": s.flops,
+                    "topology_updates": s.updates,
+                }
+                for name, s in nets.items()
+            },
+            "train_flops_vs_dense": sum(s.train_flops for s in nets.values()) / dense_flops if dense_flops else 1.0,
             **self.record,
             "wall_time_s": self.clock.wall_s(),
             "learning_sps": learned_steps / learning_s if learned_steps and learning_s else float("nan"),
@@ -1622,11 +1703,26 @@ class Run:
         if args.save_model:
             summary["model_path"] = os.path.join(self.dir, f"{args.exp_name}.pt")
             weights = {name: module.state_dict() for name, module in self.modules.items()}
-            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in self.sparse_nets.items()}
+            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in nets.items()}
             torch.save({"args": asdict(args), **self.record, **model, **weights, "masks": masks}, summary["model_path"])
             print(f"model saved to {summary['model_path']}")
-        finish_run(self.dir, summary)
-        print_summary(summary)
+        path = os.path.join(self.dir, "summary.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(path + ".tmp", path)
+        for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
+            if os.path.exists(os.path.join(self.dir, name)):
+                os.remove(os.path.join(self.dir, name))
+        print(f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, {total_steps} steps ===")
+        last_10 = summary["mean_last_10_evals"]
+        print(f"final evaluation return {returns[-1]:.1f}; mean of the last 10 evaluations {last_10:.1f}")
+        for name, net in summary["networks"].items():
+            print(
+                f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+                f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+                f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+            )
+        print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
         for env in close:
             env.close()
         self.writer.close()
@@ -1643,141 +1739,6 @@ def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], s
     if dense_flops > 0:
         ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
         writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
-
-
-def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
-    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
-    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-    returns = [r for _, r in evaluations]
-    return {
-        "final_eval_return": returns[-1],
-        "mean_last_10_evals": float(np.mean(returns[-10:])),
-        "lca": float(np.mean(returns)) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            name: {
-                "active_weights": s.active_weights(),
-                "total_weights": s.total_weights(),
-                "inference_flops": s.flops,
-                "topology_updates": s.updates,
-            }
-            for name, s in sparse_nets.items()
-        },
-        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
-    print(
-        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f}; "
-        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    for name, net in summary["networks"].items():
-        print(
-            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
-            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
-        )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
-
-
-def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
-    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
-    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
-    creates the run's folder once every check that can refuse the run has passed."""
-    if args.torch_threads < 1:
-        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
-    env_name = args.env_id.replace("/", "_")
-    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    run_dir = f"runs/{run_name}"
-    if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
-        run_name = os.path.basename(os.path.abspath(run_dir))
-    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
-    # the same result only at the same thread count: the count is a setting of the run, one by default.
-    torch.set_num_threads(args.torch_threads)
-    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
-    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
-    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
-    torch.set_flush_denormal(True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    return run_name, run_dir, device
-
-
-def open_logs(
-    args: object,
-    settings: dict,
-    run_name: str,
-    run_dir: str,
-    purge_step: int | None = None,
-    evaluations: list[tuple[int, float]] = (),
-) -> SummaryWriter:
-    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
-    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
-
-    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
-    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
-    and would be dropped with the rest, so they are logged again."""
-    config = {**vars(args), **settings}
-    if args.track:
-        import wandb
-
-        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=config,
-            name=run_name,
-            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
-            resume="allow",
-            monitor_gym=True,
-            save_code=True,
-        )
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
-    writer = SummaryWriter(run_dir, purge_step=purge_step)
-    if purge_step is None:
-        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    else:
-        for step, value in evaluations:
-            if step >= purge_step:
-                writer.add_scalar("eval/episodic_return", value, step)
-    return writer
-
-
-def print_plan(
-    run_dir: str,
-    total: int,
-    warmup: int,
-    eval_frequency: int,
-    eval_episodes: int,
-    checkpoint_frequency: int,
-    step: int = 0,
-) -> None:
-    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
-    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
-    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
-    if warmup > step:
-        plan += f"; random actions until step {warmup:,}, learning after that"
-    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
-    if checkpoint_frequency:
-        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
-    else:
-        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
-    print(f"plan: {plan}")
 
 
 def duration(seconds: float) -> str:
@@ -1843,6 +1804,7 @@ class Progress:
 # Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
 # python objects (RNG states, environment internals), so load only checkpoints you trust.
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 _PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
 
 
@@ -1906,41 +1868,6 @@ def set_env_state(env: object, states: list[dict]) -> None:
             obj.ale.restoreState(state["ale"])
 
 
-def make_checkpoint(
-    script: str,
-    args: object,
-    run_dir: str,
-    global_step: int,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-    loop: dict,
-) -> dict:
-    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
-    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
-    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "script": script,
-        "args": dict(vars(args)),
-        "run_dir": run_dir,
-        "run_dir_abs": os.path.abspath(run_dir),
-        "global_step": global_step,
-        "modules": {name: m.state_dict() for name, m in modules.items()},
-        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
-        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
-        "env": env_state(env),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "loop": loop,
-    }
-
-
 def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
     """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
     checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
@@ -1953,9 +1880,6 @@ def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
         os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
     os.replace(path + ".tmp", path)
     return path
-
-
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 
 
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
@@ -2017,28 +1941,6 @@ def load_checkpoint(path: str, script: str) -> dict:
     return checkpoint
 
 
-def finish_run(run_dir: str, summary: dict) -> None:
-    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
-    they could never be used again (with the replay buffer they are large)."""
-    path = os.path.join(run_dir, "summary.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
-    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-
-
-def buffer_state(buffer: object) -> dict:
-    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
-    writes without a pickled copy (an Atari buffer is gigabytes)."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
-
-
-def load_buffer_state(buffer: object, state: dict) -> None:
-    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
-
-
 def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
     with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
@@ -2054,37 +1956,6 @@ def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -
         flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
         print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
     return dataclasses.replace(args, **saved)
-
-
-def restore_checkpoint(
-    checkpoint: dict,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-) -> dict:
-    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
-    try:
-        for name, module in modules.items():
-            module.load_state_dict(checkpoint["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, sparse in sparse_nets.items():
-            sparse.load_state_dict(checkpoint["sparse"][name])
-        set_env_state(env, checkpoint["env"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
-        # lines below: keep the first of them
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
-    random.setstate(checkpoint["rng"]["python"])
-    np.random.set_state(checkpoint["rng"]["numpy"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-    return checkpoint["loop"]
 
 
 # --- end run infrastructure ---

@@ -11,13 +11,14 @@ one file. RigL at 90% sparsity (ERK) by default; static masks, SET and gradual m
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); PPO: environments, agent, evaluation; `train()`, setup and the training loop; PPO's checks of the
-environment (`check_env`) and of the flags, with the tuned settings resolved (`resolve_args`); the optional
-sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same text in every script); then the
-run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
-checkpoints and resume; shared checks of the flags; also the same text in every script, and a first-time reader may skip
-it); `__main__`. Results and every deviation from the papers: docs/ppo.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); PPO's agent and the bootstrap
+of truncated episodes; `train()`, setup and the training loop; then what train() calls around the algorithm: the
+environments, observation and reward normalization (`RunningMeanStd`), evaluation, and PPO's checks, with the
+protocol's and the method's settings resolved (`check_env`, `resolve_args`); the optional sparse-kernels section
+(--sparse-kernels: sparse layers as CSR products); the run-infrastructure section (`Run`, which train() drives: run
+folder and logs, the clock, progress, summaries, checkpoints and resume; shared checks of the flags; a first-time
+reader may skip it); `__main__`. The three sections (sparse training, sparse kernels, run infrastructure) are the same
+text in every script of this project. Results and every deviation from the papers: docs/ppo.md.
 """
 
 import collections
@@ -57,8 +58,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -70,8 +70,7 @@ class Args:
     save_model: bool = False
     """whether to save weights, masks, normalization statistics and args to `runs/{run_name}/{exp_name}.pt`"""
     checkpoint_frequency: int = 0
-    """environment steps between checkpoints, taken after a rollout's update (`runs/{run_name}/checkpoint.pt`, the one
-    before kept); 0: none"""
+    """environment steps between checkpoints (`runs/{run_name}/checkpoint.pt`), after a rollout's update; 0: none"""
     resume: str | None = None
     """continue the run of this checkpoint file or run folder, with the checkpoint's settings"""
 
@@ -154,34 +153,23 @@ class Args:
     prune_end: int | None = None
     """gradient step at which gradual pruning reaches its target; None: 120k of 156,480 (as [G]), scaled"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
-# CleanRL's PPO settings per kind of action space; a flag left at None takes the value here.
+# CleanRL's PPO settings, as (continuous, discrete) pairs by the kind of action space; a flag left at None takes them.
+SETTINGS_BY_PROTOCOL = dict(
+    total_timesteps=(489 * 2048, 500_000),
+    learning_rate=(3e-4, 2.5e-4),
+    num_envs=(1, 4),
+    num_steps=(2048, 128),
+    num_minibatches=(32, 4),
+    update_epochs=(10, 4),
+    ent_coef=(0.0, 0.01),
+    norm_obs=(True, False),
+    norm_reward=(True, False),
+)
 PROTOCOLS = {
-    "continuous": dict(
-        total_timesteps=489 * 2048,
-        learning_rate=3e-4,
-        num_envs=1,
-        num_steps=2048,
-        num_minibatches=32,
-        update_epochs=10,
-        ent_coef=0.0,
-        norm_obs=True,
-        norm_reward=True,
-    ),
-    "discrete": dict(
-        total_timesteps=500_000,
-        learning_rate=2.5e-4,
-        num_envs=4,
-        num_steps=128,
-        num_minibatches=4,
-        update_epochs=4,
-        ent_coef=0.01,
-        norm_obs=False,
-        norm_reward=False,
-    ),
+    kind: {k: v[i] for k, v in SETTINGS_BY_PROTOCOL.items()} for i, kind in enumerate(("continuous", "discrete"))
 }
 # [G]'s tuned PPO settings per method (its appendix's hyperparameter tables).
 TUNED = {
@@ -329,11 +317,10 @@ def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[d
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
-    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
-    between `loss.backward()` and `optimizer.step()`.
-    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
-    `apply_masks_(self.weights_of(target))` after each soft update.
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every gradient
+    step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
+    `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
+    sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
     """
 
     def __init__(
@@ -610,39 +597,6 @@ class SparseNetwork:
 SCRIPT = "sparse_ppo"  # checkpoints name the script that wrote them
 
 
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-class RunningMeanStd:
-    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
-
-    def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-
-    def update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
-
-    def state(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -656,20 +610,12 @@ class Agent(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, width: int, continuous: bool) -> None:
         super().__init__()
         self.continuous = continuous
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, 1), std=1.0),
-        )
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, width)),
-            nn.Tanh(),
-            layer_init(nn.Linear(width, act_dim), std=0.01),
-        )
+
+        def mlp(n_out: int, out_std: float) -> nn.Sequential:
+            hidden = [layer_init(nn.Linear(obs_dim, width)), nn.Tanh(), layer_init(nn.Linear(width, width)), nn.Tanh()]
+            return nn.Sequential(*hidden, layer_init(nn.Linear(width, n_out), std=out_std))
+
+        self.critic, self.actor = mlp(1, 1.0), mlp(act_dim, 0.01)
         # 1-D so that weight decay (weight matrices only) leaves it alone
         self.actor_logstd = nn.Parameter(torch.zeros(act_dim)) if continuous else None
 
@@ -716,29 +662,6 @@ def bootstrap_truncations(
         reward[truncated] += gamma * value_of(final)
 
 
-def evaluate(
-    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
-) -> np.ndarray:
-    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
-    statistics; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            x = obs_rms.normalize(obs) if obs_rms is not None else obs
-            with torch.no_grad():
-                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
-            action = action.cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
 def train(args: Args, given: set[str] | None = None) -> dict:
     """Train PPO with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
@@ -748,20 +671,12 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     args = resolved(flags, settings)  # the protocol's and the method's settings in place of the flags left at None
     # Gradient steps: update_epochs x num_minibatches per rollout; every schedule counts them.
     grad_steps = args.num_iterations * args.update_epochs * args.num_minibatches
-    prune_start, prune_end = (int(fraction * grad_steps) for fraction in PRUNE_WINDOW)
-    schedule = topology_schedule(
-        args, grad_steps, int(0.8 * grad_steps), prune_start, prune_end, "80% of the gradient steps"
-    )
+    prune_window = [int(fraction * grad_steps) for fraction in PRUNE_WINDOW]
+    schedule = topology_schedule(args, grad_steps, int(0.8 * grad_steps), *prune_window, "80% of the gradient steps")
     run = Run(SCRIPT, flags, checkpoint, {"settings": settings})
     device = run.device
 
-    # SAME_STEP autoreset: a finished env is reset within the same step and its true final observation is in
-    # infos["final_obs"], so a rollout has no placeholder steps and truncations can bootstrap from V(final obs).
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run.name) for i in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # returns of the raw rewards
+    envs = make_envs(args, run.name)  # SAME_STEP autoreset: truncations bootstrap from V(true final obs)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape)) if continuous else int(envs.single_action_space.n)
     obs_rms = RunningMeanStd((obs_dim,)) if args.norm_obs else None
@@ -774,8 +689,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     actor_sparse = SparseNetwork(agent.actor, (example_obs,), sparsity=args.actor_sparsity, **kwargs)
     critic_sparse = SparseNetwork(agent.critic, (example_obs,), sparsity=args.critic_sparsity, **kwargs)
     sparse_nets = {"actor": actor_sparse, "critic": critic_sparse}
-    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md). eps 1e-5 is
-    # CleanRL's.
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md); eps: CleanRL's
     groups = weight_decay_groups([agent], args.weight_decay)
     optimizer = torch.optim.Adam(groups, lr=args.learning_rate, eps=1e-5, fused=True)
 
@@ -783,10 +697,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     n, e = args.num_steps, args.num_envs
     obs = torch.zeros((n, e, obs_dim), device=device)
     actions = torch.zeros((n, e, act_dim) if continuous else (n, e), device=device)
-    logprobs = torch.zeros((n, e), device=device)
-    rewards = torch.zeros((n, e), device=device)
-    dones = torch.zeros((n, e), device=device)
-    values = torch.zeros((n, e), device=device)
+    logprobs, rewards, dones, values = (torch.zeros((n, e), device=device) for _ in range(4))
 
     def prepare_obs(raw: np.ndarray, update: bool) -> np.ndarray:
         if obs_rms is None:
@@ -809,9 +720,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         steps = {"global_step": global_step, "grad_step": grad_step, "next_obs": next_obs, "next_done": next_done}
         return {**steps, **stats, "discounted_return": discounted_return}
 
-    start_iteration, state = run.restore(
-        {"agent": agent}, {"optimizer": optimizer}, sparse_nets, envs, None, loop_state
-    )
+    modules, optimizers = {"agent": agent}, {"optimizer": optimizer}
+    start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, None, loop_state)
     global_step, grad_step, next_obs, next_done, obs_stats, return_stats, discounted_return = state.values()
     next_obs, next_done = next_obs.to(device), next_done.to(device)
     for rms, saved in ((obs_rms, obs_stats), (return_rms, return_stats)):
@@ -953,6 +863,68 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     model = dict(obs_dim=obs_dim, act_dim=act_dim, continuous=continuous, obs_rms=obs_rms and obs_rms.state())
     # PPO learns on every step; its speed is environment steps per second, evaluation excluded
     return run.finish(global_step, global_step, model, close=(envs, eval_env))
+
+
+def make_envs(args: types.SimpleNamespace, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics of the raw rewards; env i's action space is seeded with seed + i,
+    and with --capture-video env 0 records videos. SAME_STEP autoreset: a finished env is reset within the same step
+    and its true final observation is in infos["final_obs"], so a rollout has no placeholder steps and truncations
+    can bootstrap from V(final obs)."""
+
+    def make_env(i: int) -> gym.Env:
+        if args.capture_video and i == 0:
+            env = gym.wrappers.RecordVideo(gym.make(args.env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(args.env_id)
+        env.action_space.seed(args.seed + i)
+        return env
+
+    thunks = [lambda i=i: make_env(i) for i in range(args.num_envs)]
+    envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (Chan et al.'s parallel update), as gymnasium's normalization uses."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+
+def evaluate(
+    agent: Agent, env: gym.Env, episodes: int, obs_rms: RunningMeanStd | None, seed: int, device: torch.device
+) -> np.ndarray:
+    """Deterministic evaluation (mean action or argmax), observations normalized with the frozen training
+    statistics; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            x = obs_rms.normalize(obs) if obs_rms is not None else obs
+            with torch.no_grad():
+                action = agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0]
+            action = action.cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
 
 
 def check_env(env_id: str) -> bool:
@@ -1133,9 +1105,8 @@ class SparseKernels:
 
 # --- run infrastructure (identical in every script; a first-time reader may skip it) ---
 # Everything a run needs around the algorithm and nothing the algorithm needs: checking the flags, the run folder and
-# logs, the clock, progress lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states,
-# environment state) and resuming from them, and the one-line refusal of bad input. train() calls these through
-# `Run` and a few helpers; reading train() does not require reading them.
+# logs, the clock, progress lines, the end-of-run summary, checkpoints and resuming from them, and the one-line
+# refusal of bad input. train() calls these through `Run` and a few helpers.
 
 
 class BadInput(ValueError):
@@ -1166,9 +1137,8 @@ def command_line_flags(argv: list[str]) -> set[str]:
 
 
 def load_run(args: object, script: str, given: set[str] | None) -> tuple[object, dict | None]:
-    """The first step of train(): with --resume, the checkpoint to continue and its run's arguments (`resume_args`;
-    `given`: the flags named on the command line); else (args, None). Also refuses --track or --capture-video without
-    their packages, and quiets MuJoCo's deprecation warning."""
+    """The first step of train(): with --resume, the checkpoint and its run's arguments (`resume_args`), else (args,
+    None). Also refuses --track or --capture-video without their packages, and quiets MuJoCo's deprecation warning."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, script)
@@ -1227,14 +1197,8 @@ def network_sparsities(args: object) -> dict[str, float]:
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    check_sparse_args(
-        args.sparse_method,
-        given,
-        args.sparsity_distribution,
-        args.drop_fraction,
-        args.drop_schedule,
-        args.update_interval,
-    )
+    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
+    check_sparse_args(args.sparse_method, given, *flags)
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(
@@ -1320,6 +1284,34 @@ def is_atari_id(env_id: str) -> bool:
         return False
 
 
+def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
+    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
+    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `Run.open`
+    creates the run's folder once every check that can refuse the run has passed."""
+    if args.torch_threads < 1:
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    run_name = (
+        f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    )
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
+    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
+    # the same result only at the same thread count: the count is a setting of the run, one by default.
+    torch.set_num_threads(args.torch_threads)
+    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
+    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
+    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
+    torch.set_flush_denormal(True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, device
+
+
 class Clock:
     """A run's two clocks: wall time since the run started, and learning time, from its first gradient step on with
     evaluations and checkpoint writing left out (`paused`): the learning speed that the speed benchmark compares.
@@ -1367,40 +1359,90 @@ class Run:
         loop_state: Callable[[], dict],
     ) -> tuple[int, dict]:
         """Take the run's parts, which checkpoints save, and `loop_state`, the loop's own variables. A resumed run
-        loads its checkpoint into them (BadInput if they do not fit it), and its replay buffer if the checkpoint holds
-        one, else `refill` says to collect fresh transitions. Returns the iteration to go on from (0 for a new run)
-        and the loop's variables, in the order of `loop_state()`."""
+        loads its checkpoint into them (BadInput if they do not fit it) and sets every RNG, then loads its replay buffer
+        if the checkpoint holds one, else `refill` says to collect fresh transitions. Returns the iteration to go on
+        from (0 for a new run) and the loop's variables, in the order of `loop_state()`."""
         self.modules, self.optimizers, self.sparse_nets, self.env = modules, optimizers, sparse_nets, env
         self.buffer, self.loop_state, state = buffer, loop_state, loop_state()
-        if self.checkpoint is None:
+        checkpoint = self.checkpoint
+        if checkpoint is None:
             return 0, state
-        loop = restore_checkpoint(self.checkpoint, modules, optimizers, sparse_nets, env)
+        try:
+            for kind, parts in (("modules", modules), ("optimizers", optimizers), ("sparse", sparse_nets)):
+                for name, part in parts.items():
+                    part.load_state_dict(checkpoint[kind][name])
+            set_env_state(env, checkpoint["env"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
+            # lines below: keep the first of them
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
+            raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        rng = checkpoint["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        loop = checkpoint["loop"]
         self.evaluations, self.next_eval = loop["evaluations"], loop["next_eval"]
-        self.next_checkpoint = loop["next_checkpoint"]
-        self.clock = Clock(loop["elapsed_s"], loop.get("learning_s"))
+        self.next_checkpoint, self.clock = loop["next_checkpoint"], Clock(loop["elapsed_s"], loop.get("learning_s"))
         if buffer is not None:
             buffer.rng = loop["rb_rng"]
             if loop["buffer"] is not None:
-                load_buffer_state(buffer, loop["buffer"])
+                buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
             self.refill = loop["buffer"] is None and loop["iteration"] > 0
         return loop["iteration"], {k: loop[k] for k in state}
 
     def open(
         self, total: int, warmup: int, eval_frequency: int, eval_episodes: int, purge_after: int = 0
     ) -> SummaryWriter:
-        """Every check has passed: from here on the run writes to its folder. Open its logs (a resumed run's from the
-        checkpoint's step on, + `purge_after`; the checkpoint's own evaluation was logged before it), print the plan,
-        start the progress lines. Returns the tensorboard writer."""
-        settings = {k: v for values in self.record.values() for k, v in values.items()}
-        step, self.eval_frequency = 0, eval_frequency
+        """Every check has passed: open the tensorboard writer (it creates the run folder; wandb too with --track)
+        with every setting, print the plan, start the progress lines; returns the writer. A resumed run logs from the
+        checkpoint's step + `purge_after` on: tensorboard drops what the stopped process logged from there, so the
+        checkpoint's evaluations from there on are logged again."""
+        args, self.eval_frequency = self.args, eval_frequency
+        config = {**vars(args), **{k: v for values in self.record.values() for k, v in values.items()}}
+        step = 0 if self.checkpoint is None else self.checkpoint["global_step"]
+        if args.track:
+            import wandb
+
+            rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
+            wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                sync_tensorboard=True,
+                config=config,
+                name=self.name,
+                id=hashlib.sha1(self.name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
+                resume="allow",
+                monitor_gym=True,
+                save_code=True,
+            )
+            random.setstate(rng[0])
+            np.random.set_state(rng[1])
+            torch.set_rng_state(rng[2])
         if self.checkpoint is None:
             self.next_eval = eval_frequency
-            self.writer = open_logs(self.args, settings, self.name, self.dir)
+            self.writer = SummaryWriter(self.dir)
+            table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
             log_sparsity(self.writer, self.sparse_nets, 0)
         else:
-            step = self.checkpoint["global_step"]
-            self.writer = open_logs(self.args, settings, self.name, self.dir, step + purge_after, self.evaluations)
-        print_plan(self.dir, total, warmup, eval_frequency, eval_episodes, self.args.checkpoint_frequency, step)
+            self.writer = SummaryWriter(self.dir, purge_step=step + purge_after)
+            for eval_step, value in self.evaluations:
+                if eval_step >= step + purge_after:
+                    self.writer.add_scalar("eval/episodic_return", value, eval_step)
+        print(f"run folder: {self.dir} (watch it with: tensorboard --logdir {os.path.dirname(self.dir) or '.'})")
+        plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
+        if warmup > step:
+            plan += f"; random actions until step {warmup:,}, learning after that"
+        plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
+        if args.checkpoint_frequency:
+            plan += f"; a checkpoint every {args.checkpoint_frequency:,} steps"
+        else:
+            plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
+        print(f"plan: {plan}")
         if self.checkpoint is not None:
             print(f"resumed {self.dir} at step {step}")
         self.progress = Progress(total, warmup, eval_frequency, step)
@@ -1421,36 +1463,60 @@ class Run:
         self.progress.update(step, mean, seconds)
 
     def checkpoint_if_due(self, step: int, next_iteration: int, last: bool) -> None:
-        """Every --checkpoint-frequency steps but at the end: save everything the run needs to go on exactly
-        (make_checkpoint), the loop's state included; `next_iteration` is where a resumed run starts."""
-        if not self.args.checkpoint_frequency or step < self.next_checkpoint or last:
+        """Every --checkpoint-frequency steps but at the end, a checkpoint at `step` of everything needed to go on
+        exactly: weights (targets included), optimizer moments, masks and schedule counters, the training env's state,
+        every RNG, and the loop's variables (`next_iteration` is where a resumed run starts). It records its run folder
+        as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
+        args = self.args
+        if not args.checkpoint_frequency or step < self.next_checkpoint or last:
             return
         while self.next_checkpoint <= step:
-            self.next_checkpoint += self.args.checkpoint_frequency
+            self.next_checkpoint += args.checkpoint_frequency
         self.writer.flush()
         start = time.time()
         loop = {"iteration": next_iteration, **self.loop_state(), "evaluations": self.evaluations}
         loop |= {"next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, **self.clock.state()}
         if self.buffer is not None:
-            loop["rb_rng"] = self.buffer.rng
-            loop["buffer"] = buffer_state(self.buffer) if self.args.checkpoint_buffer else None
-        parts = self.modules, self.optimizers, self.sparse_nets, self.env
-        save_checkpoint(self.dir, make_checkpoint(self.script, self.args, self.dir, step, *parts, loop))
+            # arrays as tensors sharing their memory, which torch.save writes without a pickled copy (an Atari buffer
+            # is gigabytes)
+            state = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(self.buffer).items()}
+            loop |= {"rb_rng": self.buffer.rng, "buffer": state if args.checkpoint_buffer else None}
+        checkpoint = {"format": CHECKPOINT_FORMAT, "script": self.script, "args": dict(vars(args)), "run_dir": self.dir}
+        checkpoint |= {"run_dir_abs": os.path.abspath(self.dir), "global_step": step}
+        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers), ("sparse", self.sparse_nets)):
+            checkpoint[kind] = {name: part.state_dict() for name, part in parts.items()}
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        rng["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        save_checkpoint(self.dir, checkpoint | {"env": env_state(self.env), "rng": rng, "loop": loop})
         self.clock.paused += time.time() - start
 
     def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
-        """End the run: log the final sparsity, write summary.json (with --save-model, after the model, every module's
-        weights and every mask plus `model`, so that the summary names it), print the summary, close `close`.
-        `learned_steps`: environment steps taken while learning, for the learning speed. Returns the summary."""
+        """End the run: log the final sparsity; with --save-model save the weights, masks and `model`; write
+        summary.json (atomically) and delete the checkpoints (a finished run cannot be resumed); print the summary,
+        close `close` and return the summary: evaluation returns (final, mean of the last 10 as [S] reports,
+        learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, the learning speed over
+        `learned_steps` (environment steps taken while learning)."""
         log_sparsity(self.writer, self.sparse_nets, total_steps)
-        args, learning_s = self.args, self.clock.learning_s()
-        summary = {
-            "script": args.exp_name,
-            "env_id": args.env_id,
-            "sparse_method": args.sparse_method,
-            "seed": args.seed,
+        args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
+        dense_flops = sum(s.dense_train_flops for s in nets.values())
+        returns = [r for _, r in self.evaluations]
+        summary = dict(script=args.exp_name, env_id=args.env_id, sparse_method=args.sparse_method, seed=args.seed)
+        summary |= {
             "total_timesteps": total_steps,
-            **run_summary(self.sparse_nets, self.evaluations),
+            "final_eval_return": returns[-1],
+            "mean_last_10_evals": float(np.mean(returns[-10:])),
+            "lca": float(np.mean(returns)) / 1e4,
+            "evaluations": self.evaluations,
+            "networks": {
+                name: {
+                    "active_weights": s.active_weights(),
+                    "total_weights": s.total_weights(),
+                    "inference_flops": s.flops,
+                    "topology_updates": s.updates,
+                }
+                for name, s in nets.items()
+            },
+            "train_flops_vs_dense": sum(s.train_flops for s in nets.values()) / dense_flops if dense_flops else 1.0,
             **self.record,
             "wall_time_s": self.clock.wall_s(),
             "learning_sps": learned_steps / learning_s if learned_steps and learning_s else float("nan"),
@@ -1460,11 +1526,26 @@ class Run:
         if args.save_model:
             summary["model_path"] = os.path.join(self.dir, f"{args.exp_name}.pt")
             weights = {name: module.state_dict() for name, module in self.modules.items()}
-            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in self.sparse_nets.items()}
+            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in nets.items()}
             torch.save({"args": asdict(args), **self.record, **model, **weights, "masks": masks}, summary["model_path"])
             print(f"model saved to {summary['model_path']}")
-        finish_run(self.dir, summary)
-        print_summary(summary)
+        path = os.path.join(self.dir, "summary.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(path + ".tmp", path)
+        for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
+            if os.path.exists(os.path.join(self.dir, name)):
+                os.remove(os.path.join(self.dir, name))
+        print(f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, {total_steps} steps ===")
+        last_10 = summary["mean_last_10_evals"]
+        print(f"final evaluation return {returns[-1]:.1f}; mean of the last 10 evaluations {last_10:.1f}")
+        for name, net in summary["networks"].items():
+            print(
+                f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+                f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+                f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+            )
+        print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
         for env in close:
             env.close()
         self.writer.close()
@@ -1481,141 +1562,6 @@ def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], s
     if dense_flops > 0:
         ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
         writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
-
-
-def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
-    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
-    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-    returns = [r for _, r in evaluations]
-    return {
-        "final_eval_return": returns[-1],
-        "mean_last_10_evals": float(np.mean(returns[-10:])),
-        "lca": float(np.mean(returns)) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            name: {
-                "active_weights": s.active_weights(),
-                "total_weights": s.total_weights(),
-                "inference_flops": s.flops,
-                "topology_updates": s.updates,
-            }
-            for name, s in sparse_nets.items()
-        },
-        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
-    print(
-        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f}; "
-        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    for name, net in summary["networks"].items():
-        print(
-            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
-            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
-        )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
-
-
-def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
-    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
-    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
-    creates the run's folder once every check that can refuse the run has passed."""
-    if args.torch_threads < 1:
-        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
-    env_name = args.env_id.replace("/", "_")
-    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    run_dir = f"runs/{run_name}"
-    if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
-        run_name = os.path.basename(os.path.abspath(run_dir))
-    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
-    # the same result only at the same thread count: the count is a setting of the run, one by default.
-    torch.set_num_threads(args.torch_threads)
-    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
-    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
-    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
-    torch.set_flush_denormal(True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    return run_name, run_dir, device
-
-
-def open_logs(
-    args: object,
-    settings: dict,
-    run_name: str,
-    run_dir: str,
-    purge_step: int | None = None,
-    evaluations: list[tuple[int, float]] = (),
-) -> SummaryWriter:
-    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
-    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
-
-    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
-    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
-    and would be dropped with the rest, so they are logged again."""
-    config = {**vars(args), **settings}
-    if args.track:
-        import wandb
-
-        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=config,
-            name=run_name,
-            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
-            resume="allow",
-            monitor_gym=True,
-            save_code=True,
-        )
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
-    writer = SummaryWriter(run_dir, purge_step=purge_step)
-    if purge_step is None:
-        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    else:
-        for step, value in evaluations:
-            if step >= purge_step:
-                writer.add_scalar("eval/episodic_return", value, step)
-    return writer
-
-
-def print_plan(
-    run_dir: str,
-    total: int,
-    warmup: int,
-    eval_frequency: int,
-    eval_episodes: int,
-    checkpoint_frequency: int,
-    step: int = 0,
-) -> None:
-    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
-    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
-    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
-    if warmup > step:
-        plan += f"; random actions until step {warmup:,}, learning after that"
-    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
-    if checkpoint_frequency:
-        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
-    else:
-        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
-    print(f"plan: {plan}")
 
 
 def duration(seconds: float) -> str:
@@ -1681,6 +1627,7 @@ class Progress:
 # Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
 # python objects (RNG states, environment internals), so load only checkpoints you trust.
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 _PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
 
 
@@ -1744,41 +1691,6 @@ def set_env_state(env: object, states: list[dict]) -> None:
             obj.ale.restoreState(state["ale"])
 
 
-def make_checkpoint(
-    script: str,
-    args: object,
-    run_dir: str,
-    global_step: int,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-    loop: dict,
-) -> dict:
-    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
-    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
-    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "script": script,
-        "args": dict(vars(args)),
-        "run_dir": run_dir,
-        "run_dir_abs": os.path.abspath(run_dir),
-        "global_step": global_step,
-        "modules": {name: m.state_dict() for name, m in modules.items()},
-        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
-        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
-        "env": env_state(env),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "loop": loop,
-    }
-
-
 def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
     """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
     checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
@@ -1791,9 +1703,6 @@ def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
         os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
     os.replace(path + ".tmp", path)
     return path
-
-
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 
 
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
@@ -1855,28 +1764,6 @@ def load_checkpoint(path: str, script: str) -> dict:
     return checkpoint
 
 
-def finish_run(run_dir: str, summary: dict) -> None:
-    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
-    they could never be used again (with the replay buffer they are large)."""
-    path = os.path.join(run_dir, "summary.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
-    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-
-
-def buffer_state(buffer: object) -> dict:
-    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
-    writes without a pickled copy (an Atari buffer is gigabytes)."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
-
-
-def load_buffer_state(buffer: object, state: dict) -> None:
-    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
-
-
 def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
     with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
@@ -1892,37 +1779,6 @@ def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -
         flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
         print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
     return dataclasses.replace(args, **saved)
-
-
-def restore_checkpoint(
-    checkpoint: dict,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-) -> dict:
-    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
-    try:
-        for name, module in modules.items():
-            module.load_state_dict(checkpoint["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, sparse in sparse_nets.items():
-            sparse.load_state_dict(checkpoint["sparse"][name])
-        set_env_state(env, checkpoint["env"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
-        # lines below: keep the first of them
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
-    random.setstate(checkpoint["rng"]["python"])
-    np.random.set_state(checkpoint["rng"]["numpy"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-    return checkpoint["loop"]
 
 
 # --- end run infrastructure ---

@@ -10,13 +10,14 @@ pruning through --sparse-method, each with [G]'s tuned settings unless a flag ov
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); SAC: networks, replay buffer, evaluation; `train()`, setup and the training loop; SAC's checks of the
-flags and the environment (`check_args`) and the replay-buffer refill of a resumed run (`refill_buffer`); the optional
-sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same text in every script); then the
-run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
-checkpoints and resume; shared checks of the flags; also the same text in every script, and a first-time reader may skip
-it); `__main__`. Results and every deviation from the papers: docs/sac.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); SAC's networks; `train()`,
+setup and the training loop; then what train() calls around the algorithm: the environments, the replay buffer,
+evaluation, the replay-buffer refill of a resumed run (`refill_buffer`) and SAC's checks (`check_args`); the optional
+sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the run-infrastructure section (`Run`, which
+train() drives: run folder and logs, the clock, progress, summaries, checkpoints and resume; shared checks of the
+flags; a first-time reader may skip it); `__main__`. The three sections (sparse training, sparse kernels, run
+infrastructure) are the same text in every script of this project. Results and every deviation from the papers:
+docs/sac.md.
 """
 
 import collections
@@ -55,8 +56,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -144,8 +144,7 @@ class Args:
     prune_end: int | None = None
     """gradient step at which gradual pruning reaches its target; None: 80% of the gradient steps, as [G]"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
 # [G]'s tuned SAC settings per method (its appendix's hyperparameter tables); a flag left at None takes the value here.
@@ -292,11 +291,10 @@ def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[d
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
-    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
-    between `loss.backward()` and `optimizer.step()`.
-    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
-    `apply_masks_(self.weights_of(target))` after each soft update.
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every gradient
+    step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
+    `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
+    sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
     """
 
     def __init__(
@@ -573,19 +571,6 @@ class SparseNetwork:
 SCRIPT = "sparse_sac_continuous"  # checkpoints name the script that wrote them
 
 
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
 class SoftQNetwork(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, width: int) -> None:
         super().__init__()
@@ -640,63 +625,6 @@ class Actor(nn.Module):
         return action, log_prob, mean
 
 
-class ReplayBuffer:
-    """Uniform replay of (obs, action, reward, next_obs, terminated); truncation is not stored, so the target
-    bootstraps from the real final observation of a time-limited episode."""
-
-    def __init__(self, size: int, obs_dim: int, act_dim: int, seed: int) -> None:
-        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((size, act_dim), dtype=np.float32)
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.terminations = np.zeros(size, dtype=np.float32)
-        self.size, self.pos, self.full = size, 0, False
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
-        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
-        self.pos = (self.pos + 1) % self.size
-        self.full = self.full or self.pos == 0
-
-    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
-        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
-        return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
-
-
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
-
-
-def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    """Deterministic evaluation: the squashed mean action; episode i is reset with seed + i."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, episode_return = False, 0.0
-        while not done:
-            with torch.no_grad():
-                _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
-            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
-
-
 def train(args: Args, given: set[str] | None = None) -> dict:
     """Train SAC with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
@@ -708,59 +636,46 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     # as many (policy_frequency updates every policy_frequency steps), so one schedule serves all three networks.
     iterations = args.total_timesteps // args.num_envs
     grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
-    schedule = topology_schedule(
-        args,
-        grad_steps,
-        int(0.8 * grad_steps),
-        int(0.2 * grad_steps),
-        int(0.8 * grad_steps),
-        "80% of the gradient steps",
-    )
+    window = int(0.8 * grad_steps), int(0.2 * grad_steps), int(0.8 * grad_steps)
+    schedule = topology_schedule(args, grad_steps, *window, "80% of the gradient steps")
     run = Run(SCRIPT, flags, checkpoint, {"tuned": tuned})
     device = run.device
 
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run.name) for i in range(args.num_envs)]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs = make_envs(args, run.name)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     low, high = envs.single_action_space.low, envs.single_action_space.high
 
     actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1 = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2 = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf1, qf2 = (SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
     example_obs, example_act = torch.zeros(1, obs_dim, device=device), torch.zeros(1, act_dim, device=device)
     kwargs = sparse_kwargs(args, args.batch_size, schedule)
     actor_sparse = SparseNetwork(actor, (example_obs,), sparsity=sparsity["actor"], **kwargs)
-    qf1_sparse = SparseNetwork(qf1, (example_obs, example_act), sparsity=sparsity["critic"], **kwargs)
-    qf2_sparse = SparseNetwork(qf2, (example_obs, example_act), sparsity=sparsity["critic"], **kwargs)
+    qf1_sparse, qf2_sparse = (
+        SparseNetwork(qf, (example_obs, example_act), sparsity=sparsity["critic"], **kwargs) for qf in (qf1, qf2)
+    )
     sparse_nets = {"actor": actor_sparse, "qf1": qf1_sparse, "qf2": qf2_sparse}
 
     # Target critics are copies taken after masking, re-masked after every soft update: exactly as sparse.
-    qf1_target = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2_target = SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device)
+    qf1_target, qf2_target = (SoftQNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
     for target, net in ((qf1_target, qf1), (qf2_target, qf2)):
         target.load_state_dict(net.state_dict())
     online_params = [p for net in (qf1, qf2) for p in net.parameters()]
     target_params = [p for net in (qf1_target, qf2_target) for p in net.parameters()]
     target_weights = [(qf1_sparse, qf1_sparse.weights_of(qf1_target)), (qf2_sparse, qf2_sparse.weights_of(qf2_target))]
 
+    # Fused Adam: no slow path on the zeros that inactive weights leave in exp_avg_sq (see docs/td3.md).
     wd = args.weight_decay
-    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
-    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
-    # slower than dense ones. The arithmetic is Adam's either way.
     q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=args.q_lr, fused=True)
     actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=args.policy_lr, fused=True)
 
+    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
     # Automatic entropy tuning; alpha stays a tensor so the hot loop has no .item()
     if args.autotune:
         target_entropy = -float(act_dim)
         log_alpha = torch.zeros(1, requires_grad=True, device=device)
-        alpha = log_alpha.exp().detach()
-        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
-    else:
-        alpha = torch.tensor(args.alpha, device=device)
+        optimizers["a_optimizer"] = a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
+    alpha = log_alpha.exp().detach() if args.autotune else torch.tensor(args.alpha, device=device)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
     envs.action_space.seed(args.seed)
@@ -785,9 +700,6 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         return {"grad_step": grad_step, **losses, "obs": obs, "autoreset": autoreset}
 
     modules = dict(actor=actor, qf1=qf1, qf2=qf2, qf1_target=qf1_target, qf2_target=qf2_target)
-    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
-    if args.autotune:
-        optimizers["a_optimizer"] = a_optimizer
     start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, rb, loop_state)
     grad_step, actor_loss, alpha_loss, saved_log_alpha, obs, autoreset = state.values()
     if args.autotune:
@@ -822,6 +734,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                 qf1_next = qf1_target(b_next_obs, next_actions)
                 qf2_next = qf2_target(b_next_obs, next_actions)
                 min_qf_next = torch.min(qf1_next, qf2_next) - alpha * next_log_pi
+                # only a termination stops the bootstrap: a time-limit truncation is not stored (ReplayBuffer)
                 next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
 
             qf1_a_values = qf1(b_obs, b_actions).view(-1)
@@ -885,6 +798,79 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
     model = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=low, action_high=high)
     return run.finish(iterations * args.num_envs, grad_step * args.num_envs, model, close=(envs, eval_env))
+
+
+def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics; env i's action space is seeded with seed + i, and with
+    --capture-video env 0 records videos."""
+
+    def make_env(i: int) -> gym.Env:
+        if args.capture_video and i == 0:
+            env = gym.wrappers.RecordVideo(gym.make(args.env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(args.env_id)
+        env.action_space.seed(args.seed + i)
+        return env
+
+    envs = gym.vector.SyncVectorEnv([lambda i=i: make_env(i) for i in range(args.num_envs)])
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+class ReplayBuffer:
+    """Uniform replay of (obs, action, reward, next_obs, terminated); truncation is not stored, so the target
+    bootstraps from the real final observation of a time-limited episode."""
+
+    def __init__(self, size: int, obs_dim: int, act_dim: int, seed: int) -> None:
+        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((size, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminations = np.zeros(size, dtype=np.float32)
+        self.size, self.pos, self.full = size, 0, False
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
+        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
+        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
+        self.pos = (self.pos + 1) % self.size
+        self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
+        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
+        return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
+
+
+def add_transitions(
+    rb: ReplayBuffer,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    autoreset: np.ndarray,
+) -> None:
+    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
+    ended the episode already carried the true final observation in `next_obs`."""
+    for i in np.flatnonzero(~autoreset):
+        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+
+
+def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    """Deterministic evaluation: the squashed mean action; episode i is reset with seed + i."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, episode_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
 
 
 def refill_buffer(
@@ -1074,9 +1060,8 @@ class SparseKernels:
 
 # --- run infrastructure (identical in every script; a first-time reader may skip it) ---
 # Everything a run needs around the algorithm and nothing the algorithm needs: checking the flags, the run folder and
-# logs, the clock, progress lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states,
-# environment state) and resuming from them, and the one-line refusal of bad input. train() calls these through
-# `Run` and a few helpers; reading train() does not require reading them.
+# logs, the clock, progress lines, the end-of-run summary, checkpoints and resuming from them, and the one-line
+# refusal of bad input. train() calls these through `Run` and a few helpers.
 
 
 class BadInput(ValueError):
@@ -1107,9 +1092,8 @@ def command_line_flags(argv: list[str]) -> set[str]:
 
 
 def load_run(args: object, script: str, given: set[str] | None) -> tuple[object, dict | None]:
-    """The first step of train(): with --resume, the checkpoint to continue and its run's arguments (`resume_args`;
-    `given`: the flags named on the command line); else (args, None). Also refuses --track or --capture-video without
-    their packages, and quiets MuJoCo's deprecation warning."""
+    """The first step of train(): with --resume, the checkpoint and its run's arguments (`resume_args`), else (args,
+    None). Also refuses --track or --capture-video without their packages, and quiets MuJoCo's deprecation warning."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, script)
@@ -1168,14 +1152,8 @@ def network_sparsities(args: object) -> dict[str, float]:
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    check_sparse_args(
-        args.sparse_method,
-        given,
-        args.sparsity_distribution,
-        args.drop_fraction,
-        args.drop_schedule,
-        args.update_interval,
-    )
+    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
+    check_sparse_args(args.sparse_method, given, *flags)
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(
@@ -1261,6 +1239,34 @@ def is_atari_id(env_id: str) -> bool:
         return False
 
 
+def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
+    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
+    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `Run.open`
+    creates the run's folder once every check that can refuse the run has passed."""
+    if args.torch_threads < 1:
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    run_name = (
+        f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    )
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
+    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
+    # the same result only at the same thread count: the count is a setting of the run, one by default.
+    torch.set_num_threads(args.torch_threads)
+    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
+    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
+    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
+    torch.set_flush_denormal(True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, device
+
+
 class Clock:
     """A run's two clocks: wall time since the run started, and learning time, from its first gradient step on with
     evaluations and checkpoint writing left out (`paused`): the learning speed that the speed benchmark compares.
@@ -1308,40 +1314,90 @@ class Run:
         loop_state: Callable[[], dict],
     ) -> tuple[int, dict]:
         """Take the run's parts, which checkpoints save, and `loop_state`, the loop's own variables. A resumed run
-        loads its checkpoint into them (BadInput if they do not fit it), and its replay buffer if the checkpoint holds
-        one, else `refill` says to collect fresh transitions. Returns the iteration to go on from (0 for a new run)
-        and the loop's variables, in the order of `loop_state()`."""
+        loads its checkpoint into them (BadInput if they do not fit it) and sets every RNG, then loads its replay buffer
+        if the checkpoint holds one, else `refill` says to collect fresh transitions. Returns the iteration to go on
+        from (0 for a new run) and the loop's variables, in the order of `loop_state()`."""
         self.modules, self.optimizers, self.sparse_nets, self.env = modules, optimizers, sparse_nets, env
         self.buffer, self.loop_state, state = buffer, loop_state, loop_state()
-        if self.checkpoint is None:
+        checkpoint = self.checkpoint
+        if checkpoint is None:
             return 0, state
-        loop = restore_checkpoint(self.checkpoint, modules, optimizers, sparse_nets, env)
+        try:
+            for kind, parts in (("modules", modules), ("optimizers", optimizers), ("sparse", sparse_nets)):
+                for name, part in parts.items():
+                    part.load_state_dict(checkpoint[kind][name])
+            set_env_state(env, checkpoint["env"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
+            # lines below: keep the first of them
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
+            raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        rng = checkpoint["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        loop = checkpoint["loop"]
         self.evaluations, self.next_eval = loop["evaluations"], loop["next_eval"]
-        self.next_checkpoint = loop["next_checkpoint"]
-        self.clock = Clock(loop["elapsed_s"], loop.get("learning_s"))
+        self.next_checkpoint, self.clock = loop["next_checkpoint"], Clock(loop["elapsed_s"], loop.get("learning_s"))
         if buffer is not None:
             buffer.rng = loop["rb_rng"]
             if loop["buffer"] is not None:
-                load_buffer_state(buffer, loop["buffer"])
+                buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
             self.refill = loop["buffer"] is None and loop["iteration"] > 0
         return loop["iteration"], {k: loop[k] for k in state}
 
     def open(
         self, total: int, warmup: int, eval_frequency: int, eval_episodes: int, purge_after: int = 0
     ) -> SummaryWriter:
-        """Every check has passed: from here on the run writes to its folder. Open its logs (a resumed run's from the
-        checkpoint's step on, + `purge_after`; the checkpoint's own evaluation was logged before it), print the plan,
-        start the progress lines. Returns the tensorboard writer."""
-        settings = {k: v for values in self.record.values() for k, v in values.items()}
-        step, self.eval_frequency = 0, eval_frequency
+        """Every check has passed: open the tensorboard writer (it creates the run folder; wandb too with --track)
+        with every setting, print the plan, start the progress lines; returns the writer. A resumed run logs from the
+        checkpoint's step + `purge_after` on: tensorboard drops what the stopped process logged from there, so the
+        checkpoint's evaluations from there on are logged again."""
+        args, self.eval_frequency = self.args, eval_frequency
+        config = {**vars(args), **{k: v for values in self.record.values() for k, v in values.items()}}
+        step = 0 if self.checkpoint is None else self.checkpoint["global_step"]
+        if args.track:
+            import wandb
+
+            rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
+            wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                sync_tensorboard=True,
+                config=config,
+                name=self.name,
+                id=hashlib.sha1(self.name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
+                resume="allow",
+                monitor_gym=True,
+                save_code=True,
+            )
+            random.setstate(rng[0])
+            np.random.set_state(rng[1])
+            torch.set_rng_state(rng[2])
         if self.checkpoint is None:
             self.next_eval = eval_frequency
-            self.writer = open_logs(self.args, settings, self.name, self.dir)
+            self.writer = SummaryWriter(self.dir)
+            table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
             log_sparsity(self.writer, self.sparse_nets, 0)
         else:
-            step = self.checkpoint["global_step"]
-            self.writer = open_logs(self.args, settings, self.name, self.dir, step + purge_after, self.evaluations)
-        print_plan(self.dir, total, warmup, eval_frequency, eval_episodes, self.args.checkpoint_frequency, step)
+            self.writer = SummaryWriter(self.dir, purge_step=step + purge_after)
+            for eval_step, value in self.evaluations:
+                if eval_step >= step + purge_after:
+                    self.writer.add_scalar("eval/episodic_return", value, eval_step)
+        print(f"run folder: {self.dir} (watch it with: tensorboard --logdir {os.path.dirname(self.dir) or '.'})")
+        plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
+        if warmup > step:
+            plan += f"; random actions until step {warmup:,}, learning after that"
+        plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
+        if args.checkpoint_frequency:
+            plan += f"; a checkpoint every {args.checkpoint_frequency:,} steps"
+        else:
+            plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
+        print(f"plan: {plan}")
         if self.checkpoint is not None:
             print(f"resumed {self.dir} at step {step}")
         self.progress = Progress(total, warmup, eval_frequency, step)
@@ -1362,36 +1418,60 @@ class Run:
         self.progress.update(step, mean, seconds)
 
     def checkpoint_if_due(self, step: int, next_iteration: int, last: bool) -> None:
-        """Every --checkpoint-frequency steps but at the end: save everything the run needs to go on exactly
-        (make_checkpoint), the loop's state included; `next_iteration` is where a resumed run starts."""
-        if not self.args.checkpoint_frequency or step < self.next_checkpoint or last:
+        """Every --checkpoint-frequency steps but at the end, a checkpoint at `step` of everything needed to go on
+        exactly: weights (targets included), optimizer moments, masks and schedule counters, the training env's state,
+        every RNG, and the loop's variables (`next_iteration` is where a resumed run starts). It records its run folder
+        as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
+        args = self.args
+        if not args.checkpoint_frequency or step < self.next_checkpoint or last:
             return
         while self.next_checkpoint <= step:
-            self.next_checkpoint += self.args.checkpoint_frequency
+            self.next_checkpoint += args.checkpoint_frequency
         self.writer.flush()
         start = time.time()
         loop = {"iteration": next_iteration, **self.loop_state(), "evaluations": self.evaluations}
         loop |= {"next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, **self.clock.state()}
         if self.buffer is not None:
-            loop["rb_rng"] = self.buffer.rng
-            loop["buffer"] = buffer_state(self.buffer) if self.args.checkpoint_buffer else None
-        parts = self.modules, self.optimizers, self.sparse_nets, self.env
-        save_checkpoint(self.dir, make_checkpoint(self.script, self.args, self.dir, step, *parts, loop))
+            # arrays as tensors sharing their memory, which torch.save writes without a pickled copy (an Atari buffer
+            # is gigabytes)
+            state = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(self.buffer).items()}
+            loop |= {"rb_rng": self.buffer.rng, "buffer": state if args.checkpoint_buffer else None}
+        checkpoint = {"format": CHECKPOINT_FORMAT, "script": self.script, "args": dict(vars(args)), "run_dir": self.dir}
+        checkpoint |= {"run_dir_abs": os.path.abspath(self.dir), "global_step": step}
+        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers), ("sparse", self.sparse_nets)):
+            checkpoint[kind] = {name: part.state_dict() for name, part in parts.items()}
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        rng["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        save_checkpoint(self.dir, checkpoint | {"env": env_state(self.env), "rng": rng, "loop": loop})
         self.clock.paused += time.time() - start
 
     def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
-        """End the run: log the final sparsity, write summary.json (with --save-model, after the model, every module's
-        weights and every mask plus `model`, so that the summary names it), print the summary, close `close`.
-        `learned_steps`: environment steps taken while learning, for the learning speed. Returns the summary."""
+        """End the run: log the final sparsity; with --save-model save the weights, masks and `model`; write
+        summary.json (atomically) and delete the checkpoints (a finished run cannot be resumed); print the summary,
+        close `close` and return the summary: evaluation returns (final, mean of the last 10 as [S] reports,
+        learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, the learning speed over
+        `learned_steps` (environment steps taken while learning)."""
         log_sparsity(self.writer, self.sparse_nets, total_steps)
-        args, learning_s = self.args, self.clock.learning_s()
-        summary = {
-            "script": args.exp_name,
-            "env_id": args.env_id,
-            "sparse_method": args.sparse_method,
-            "seed": args.seed,
+        args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
+        dense_flops = sum(s.dense_train_flops for s in nets.values())
+        returns = [r for _, r in self.evaluations]
+        summary = dict(script=args.exp_name, env_id=args.env_id, sparse_method=args.sparse_method, seed=args.seed)
+        summary |= {
             "total_timesteps": total_steps,
-            **run_summary(self.sparse_nets, self.evaluations),
+            "final_eval_return": returns[-1],
+            "mean_last_10_evals": float(np.mean(returns[-10:])),
+            "lca": float(np.mean(returns)) / 1e4,
+            "evaluations": self.evaluations,
+            "networks": {
+                name: {
+                    "active_weights": s.active_weights(),
+                    "total_weights": s.total_weights(),
+                    "inference_flops": s.flops,
+                    "topology_updates": s.updates,
+                }
+                for name, s in nets.items()
+            },
+            "train_flops_vs_dense": sum(s.train_flops for s in nets.values()) / dense_flops if dense_flops else 1.0,
             **self.record,
             "wall_time_s": self.clock.wall_s(),
             "learning_sps": learned_steps / learning_s if learned_steps and learning_s else float("nan"),
@@ -1401,11 +1481,26 @@ class Run:
         if args.save_model:
             summary["model_path"] = os.path.join(self.dir, f"{args.exp_name}.pt")
             weights = {name: module.state_dict() for name, module in self.modules.items()}
-            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in self.sparse_nets.items()}
+            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in nets.items()}
             torch.save({"args": asdict(args), **self.record, **model, **weights, "masks": masks}, summary["model_path"])
             print(f"model saved to {summary['model_path']}")
-        finish_run(self.dir, summary)
-        print_summary(summary)
+        path = os.path.join(self.dir, "summary.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(path + ".tmp", path)
+        for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
+            if os.path.exists(os.path.join(self.dir, name)):
+                os.remove(os.path.join(self.dir, name))
+        print(f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, {total_steps} steps ===")
+        last_10 = summary["mean_last_10_evals"]
+        print(f"final evaluation return {returns[-1]:.1f}; mean of the last 10 evaluations {last_10:.1f}")
+        for name, net in summary["networks"].items():
+            print(
+                f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+                f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+                f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+            )
+        print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
         for env in close:
             env.close()
         self.writer.close()
@@ -1422,141 +1517,6 @@ def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], s
     if dense_flops > 0:
         ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
         writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
-
-
-def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
-    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
-    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-    returns = [r for _, r in evaluations]
-    return {
-        "final_eval_return": returns[-1],
-        "mean_last_10_evals": float(np.mean(returns[-10:])),
-        "lca": float(np.mean(returns)) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            name: {
-                "active_weights": s.active_weights(),
-                "total_weights": s.total_weights(),
-                "inference_flops": s.flops,
-                "topology_updates": s.updates,
-            }
-            for name, s in sparse_nets.items()
-        },
-        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
-    print(
-        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f}; "
-        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    for name, net in summary["networks"].items():
-        print(
-            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
-            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
-        )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
-
-
-def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
-    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
-    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
-    creates the run's folder once every check that can refuse the run has passed."""
-    if args.torch_threads < 1:
-        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
-    env_name = args.env_id.replace("/", "_")
-    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    run_dir = f"runs/{run_name}"
-    if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
-        run_name = os.path.basename(os.path.abspath(run_dir))
-    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
-    # the same result only at the same thread count: the count is a setting of the run, one by default.
-    torch.set_num_threads(args.torch_threads)
-    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
-    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
-    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
-    torch.set_flush_denormal(True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    return run_name, run_dir, device
-
-
-def open_logs(
-    args: object,
-    settings: dict,
-    run_name: str,
-    run_dir: str,
-    purge_step: int | None = None,
-    evaluations: list[tuple[int, float]] = (),
-) -> SummaryWriter:
-    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
-    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
-
-    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
-    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
-    and would be dropped with the rest, so they are logged again."""
-    config = {**vars(args), **settings}
-    if args.track:
-        import wandb
-
-        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=config,
-            name=run_name,
-            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
-            resume="allow",
-            monitor_gym=True,
-            save_code=True,
-        )
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
-    writer = SummaryWriter(run_dir, purge_step=purge_step)
-    if purge_step is None:
-        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    else:
-        for step, value in evaluations:
-            if step >= purge_step:
-                writer.add_scalar("eval/episodic_return", value, step)
-    return writer
-
-
-def print_plan(
-    run_dir: str,
-    total: int,
-    warmup: int,
-    eval_frequency: int,
-    eval_episodes: int,
-    checkpoint_frequency: int,
-    step: int = 0,
-) -> None:
-    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
-    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
-    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
-    if warmup > step:
-        plan += f"; random actions until step {warmup:,}, learning after that"
-    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
-    if checkpoint_frequency:
-        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
-    else:
-        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
-    print(f"plan: {plan}")
 
 
 def duration(seconds: float) -> str:
@@ -1622,6 +1582,7 @@ class Progress:
 # Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
 # python objects (RNG states, environment internals), so load only checkpoints you trust.
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 _PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
 
 
@@ -1685,41 +1646,6 @@ def set_env_state(env: object, states: list[dict]) -> None:
             obj.ale.restoreState(state["ale"])
 
 
-def make_checkpoint(
-    script: str,
-    args: object,
-    run_dir: str,
-    global_step: int,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-    loop: dict,
-) -> dict:
-    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
-    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
-    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "script": script,
-        "args": dict(vars(args)),
-        "run_dir": run_dir,
-        "run_dir_abs": os.path.abspath(run_dir),
-        "global_step": global_step,
-        "modules": {name: m.state_dict() for name, m in modules.items()},
-        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
-        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
-        "env": env_state(env),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "loop": loop,
-    }
-
-
 def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
     """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
     checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
@@ -1732,9 +1658,6 @@ def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
         os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
     os.replace(path + ".tmp", path)
     return path
-
-
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 
 
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
@@ -1796,28 +1719,6 @@ def load_checkpoint(path: str, script: str) -> dict:
     return checkpoint
 
 
-def finish_run(run_dir: str, summary: dict) -> None:
-    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
-    they could never be used again (with the replay buffer they are large)."""
-    path = os.path.join(run_dir, "summary.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
-    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-
-
-def buffer_state(buffer: object) -> dict:
-    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
-    writes without a pickled copy (an Atari buffer is gigabytes)."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
-
-
-def load_buffer_state(buffer: object, state: dict) -> None:
-    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
-
-
 def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
     with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
@@ -1833,37 +1734,6 @@ def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -
         flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
         print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
     return dataclasses.replace(args, **saved)
-
-
-def restore_checkpoint(
-    checkpoint: dict,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-) -> dict:
-    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
-    try:
-        for name, module in modules.items():
-            module.load_state_dict(checkpoint["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, sparse in sparse_nets.items():
-            sparse.load_state_dict(checkpoint["sparse"][name])
-        set_env_state(env, checkpoint["env"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
-        # lines below: keep the first of them
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
-    random.setstate(checkpoint["rng"]["python"])
-    np.random.set_state(checkpoint["rng"]["numpy"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-    return checkpoint["loop"]
 
 
 # --- end run infrastructure ---

@@ -11,13 +11,14 @@ positions. --sparse-method gives every method studied in [G]: static masks, SET,
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts; the same text in every script of
-this project); TD3: networks, replay buffer, evaluation; `train()`, setup and the training loop; TD3's checks of the
-flags and the environment (`check_args`) and the replay-buffer refill of a resumed run (`refill_buffer`); the optional
-sparse-kernels section (--sparse-kernels: sparse layers as CSR products, also the same text in every script); then the
-run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
-checkpoints and resume; shared checks of the flags; also the same text in every script, and a first-time reader may skip
-it); `__main__`. Results and every deviation from the papers: docs/td3.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); TD3's networks; `train()`,
+setup and the training loop; then what train() calls around the algorithm: the environments, the replay buffer,
+evaluation, the replay-buffer refill of a resumed run (`refill_buffer`) and TD3's checks (`check_args`); the optional
+sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the run-infrastructure section (`Run`, which
+train() drives: run folder and logs, the clock, progress, summaries, checkpoints and resume; shared checks of the
+flags; a first-time reader may skip it); `__main__`. The three sections (sparse training, sparse kernels, run
+infrastructure) are the same text in every script of this project. Results and every deviation from the papers:
+docs/td3.md.
 """
 
 import collections
@@ -56,8 +57,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda will be enabled when available"""
     torch_threads: int = 1
-    """torch's CPU threads. The same seed repeats a run exactly only at the same count; every measurement in docs/
-    used 1, and more threads rarely speed up networks this small but slow them down badly on a busy machine"""
+    """torch's CPU threads; a seed repeats a run exactly only at the same count (docs/ used 1: see start_run)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "sparse-rl"
@@ -143,8 +143,7 @@ class Args:
     prune_end: int | None = None
     """critic gradient step at which gradual pruning reaches its target; None: 80% of the gradient steps"""
     sparse_kernels: str = "off"
-    """off; auto (masked Linear layers run on sparse CSR kernels where timing finds them faster); or a sparsity such as
-    0.95 (every masked Linear layer at least that sparse does: repeatable). Conv2d layers stay masked-dense"""
+    """off; auto (masked Linear layers on sparse CSR kernels where timed faster); or a sparsity: those that sparse"""
 
 
 # --- sparse training (identical in every script) ---
@@ -281,11 +280,10 @@ def weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[d
 class SparseNetwork:
     """The masks, sparse-training schedule and cost counters of one network (an actor, one critic, a Q-network).
 
-    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every
-    gradient step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order,
-    between `loss.backward()` and `optimizer.step()`.
-    Steps count this network's own gradient updates. A target copy stays as sparse as the online network with
-    `apply_masks_(self.weights_of(target))` after each soft update.
+    Use: build it right after the network (it draws the masks and zeroes the inactive weights), then on every gradient
+    step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
+    `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
+    sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
     """
 
     def __init__(
@@ -562,19 +560,6 @@ class SparseNetwork:
 SCRIPT = "sparse_td3_continuous"  # checkpoints name the script that wrote them
 
 
-def make_env(env_id: str, seed: int, idx: int, capture_video: bool, run_name: str) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
 class QNetwork(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, width: int) -> None:
         super().__init__()
@@ -602,6 +587,177 @@ class Actor(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
+
+
+def train(args: Args, given: set[str] | None = None) -> dict:
+    """Train TD3 with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
+    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
+    args, checkpoint = load_run(args, SCRIPT, given)
+    sparsity = check_args(args)
+    # Schedules count critic gradient steps: one per vector step once learning has started.
+    iterations = args.total_timesteps // args.num_envs
+    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
+    prune_window = int(0.2 * grad_steps), int(0.8 * grad_steps)
+    schedule = topology_schedule(args, grad_steps, grad_steps - 50_000, *prune_window, "gradient steps - 50k")
+    run = Run(SCRIPT, args, checkpoint)
+    device = run.device
+
+    envs = make_envs(args, run.name)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape))
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+
+    actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
+    qf1, qf2 = (QNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
+    example_obs, example_act = torch.zeros(1, obs_dim, device=device), torch.zeros(1, act_dim, device=device)
+    critic_kwargs = dict(sparsity=sparsity["critic"], **sparse_kwargs(args, args.batch_size, schedule))
+    qf1_sparse, qf2_sparse = (SparseNetwork(qf, (example_obs, example_act), **critic_kwargs) for qf in (qf1, qf2))
+    # The actor steps once per `policy_frequency` critic steps; its schedule is the critic's in its own steps,
+    # so both networks change topology on the same iterations (as DS-TD3's code does).
+    pf = args.policy_frequency
+    actor_kwargs = sparse_kwargs(args, args.batch_size, {k: v // pf for k, v in schedule.items()})
+    actor_kwargs["update_interval"] = max(1, args.update_interval // pf)
+    actor_sparse = SparseNetwork(actor, (example_obs,), sparsity=sparsity["actor"], **actor_kwargs)
+    sparse_nets = {"actor": actor_sparse, "qf1": qf1_sparse, "qf2": qf2_sparse}
+
+    # Targets are copies taken after masking, and are re-masked after every soft update: exactly as sparse.
+    target_actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
+    qf1_target, qf2_target = (QNetwork(obs_dim, act_dim, args.hidden_width).to(device) for _ in range(2))
+    targets = (target_actor, qf1_target, qf2_target)
+    for target, net in zip(targets, (actor, qf1, qf2)):
+        target.load_state_dict(net.state_dict())
+    online_params = [p for net in (actor, qf1, qf2) for p in net.parameters()]
+    target_params = [p for net in targets for p in net.parameters()]
+    target_weights = [(sparse, sparse.weights_of(target)) for sparse, target in zip(sparse_nets.values(), targets)]
+
+    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
+    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
+    # slower than dense ones. The arithmetic is Adam's either way.
+    lr, wd = args.learning_rate, args.weight_decay
+    q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=lr, fused=True)
+    actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=lr, fused=True)
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
+    action_low, action_high = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (low, high))
+    envs.action_space.seed(args.seed)
+    eval_env = gym.make(args.env_id)
+    obs, _ = envs.reset(seed=args.seed)
+    # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    grad_step, actor_loss = 0, torch.zeros(())
+
+    def act(obs: np.ndarray, global_step: int) -> np.ndarray:
+        """Uniformly random actions during warm-up, then the actor's with Gaussian exploration noise."""
+        if global_step < args.learning_starts:
+            return envs.action_space.sample()
+        with torch.no_grad():
+            actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
+            actions += torch.normal(0, actor.action_scale.expand_as(actions) * args.exploration_noise)
+            return actions.cpu().numpy().clip(low, high)
+
+    def loop_state() -> dict:
+        """What the loop carries from one iteration to the next: a checkpoint saves it, a resumed run starts from it."""
+        return {"grad_step": grad_step, "actor_loss": actor_loss.detach(), "obs": obs, "autoreset": autoreset}
+
+    modules = dict(
+        actor=actor, qf1=qf1, qf2=qf2, target_actor=target_actor, qf1_target=qf1_target, qf2_target=qf2_target
+    )
+    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
+    start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, rb, loop_state)
+    grad_step, actor_loss, obs, autoreset = state.values()
+    if run.refill:
+        obs, autoreset = refill_buffer(envs, rb, act, obs, autoreset, start_iteration * args.num_envs, args)
+    writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
+
+    for iteration in range(start_iteration, iterations):
+        global_step = iteration * args.num_envs
+        actions = act(obs, global_step)
+
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+
+        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        autoreset = np.logical_or(terminations, truncations)
+        obs = next_obs
+
+        if global_step >= args.learning_starts:
+            run.clock.learning()
+            grad_step += 1
+            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
+            with torch.no_grad():
+                clipped_noise = (torch.randn_like(b_actions) * args.policy_noise).clamp(
+                    -args.noise_clip, args.noise_clip
+                ) * target_actor.action_scale
+                next_actions = (target_actor(b_next_obs) + clipped_noise).clamp(action_low, action_high)
+                min_qf_next = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
+                # only a termination stops the bootstrap: a time-limit truncation is not stored (ReplayBuffer)
+                next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
+
+            qf1_a_values = qf1(b_obs, b_actions).view(-1)
+            qf2_a_values = qf2(b_obs, b_actions).view(-1)
+            qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
+            qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
+            qf_loss = qf1_loss + qf2_loss
+            q_optimizer.zero_grad()
+            qf_loss.backward()
+            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
+            # inactive weights lose their gradients so the optimizer cannot move them.
+            for critic_sparse in (qf1_sparse, qf2_sparse):
+                critic_sparse.update_topology_if_due(q_optimizer)
+                critic_sparse.mask_gradients()
+            q_optimizer.step()
+
+            if grad_step % args.policy_frequency == 0:
+                actor_loss = -qf1(b_obs, actor(b_obs)).mean()
+                actor_optimizer.zero_grad()
+                actor_loss.backward()
+                actor_sparse.update_topology_if_due(actor_optimizer)
+                actor_sparse.mask_gradients()
+                actor_optimizer.step()
+
+                with torch.no_grad():
+                    torch._foreach_lerp_(target_params, online_params, args.tau)
+                for sparse_net, weights in target_weights:
+                    sparse_net.apply_masks_(weights)
+
+            if grad_step % 100 == 0:
+                writer.add_scalar("losses/qf1_values", qf1_a_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf2_values", qf2_a_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
+                writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("charts/SPS", int(global_step / run.clock.wall_s()), global_step)
+            if grad_step % args.update_interval == 0:
+                log_sparsity(writer, sparse_nets, global_step)
+
+        step, last = global_step + args.num_envs, iteration == iterations - 1
+        run.evaluate_if_due(step, last, lambda: evaluate(actor, eval_env, args.eval_episodes, args.seed + 100, device))
+        run.checkpoint_if_due(step, iteration + 1, last)
+        run.progress.update(step)
+
+    model = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=low, action_high=high)
+    return run.finish(iterations * args.num_envs, grad_step * args.num_envs, model, close=(envs, eval_env))
+
+
+def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
+    """The training envs, with episode statistics; env i's action space is seeded with seed + i, and with
+    --capture-video env 0 records videos."""
+
+    def make_env(i: int) -> gym.Env:
+        if args.capture_video and i == 0:
+            env = gym.wrappers.RecordVideo(gym.make(args.env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        else:
+            env = gym.make(args.env_id)
+        env.action_space.seed(args.seed + i)
+        return env
+
+    envs = gym.vector.SyncVectorEnv([lambda i=i: make_env(i) for i in range(args.num_envs)])
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
 class ReplayBuffer:
@@ -659,171 +815,6 @@ def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch
             done = terminated or truncated
         returns.append(episode_return)
     return np.array(returns)
-
-
-def train(args: Args, given: set[str] | None = None) -> dict:
-    """Train TD3 with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
-    `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
-    args, checkpoint = load_run(args, SCRIPT, given)
-    sparsity = check_args(args)
-    # Schedules count critic gradient steps: one per vector step once learning has started.
-    iterations = args.total_timesteps // args.num_envs
-    grad_steps = max(0, iterations - math.ceil(args.learning_starts / args.num_envs))
-    schedule = topology_schedule(
-        args, grad_steps, grad_steps - 50_000, int(0.2 * grad_steps), int(0.8 * grad_steps), "gradient steps - 50k"
-    )
-    run = Run(SCRIPT, args, checkpoint)
-    device = run.device
-
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, args.seed + i, i, args.capture_video, run.name) for i in range(args.num_envs)]
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape))
-    low, high = envs.single_action_space.low, envs.single_action_space.high
-
-    actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2 = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    example_obs, example_act = torch.zeros(1, obs_dim, device=device), torch.zeros(1, act_dim, device=device)
-    critic_kwargs = dict(sparsity=sparsity["critic"], **sparse_kwargs(args, args.batch_size, schedule))
-    qf1_sparse = SparseNetwork(qf1, (example_obs, example_act), **critic_kwargs)
-    qf2_sparse = SparseNetwork(qf2, (example_obs, example_act), **critic_kwargs)
-    # The actor steps once per `policy_frequency` critic steps; its schedule is the critic's in its own steps,
-    # so both networks change topology on the same iterations (as DS-TD3's code does).
-    pf = args.policy_frequency
-    actor_kwargs = sparse_kwargs(args, args.batch_size, {k: v // pf for k, v in schedule.items()})
-    actor_kwargs["update_interval"] = max(1, args.update_interval // pf)
-    actor_sparse = SparseNetwork(actor, (example_obs,), sparsity=sparsity["actor"], **actor_kwargs)
-    sparse_nets = {"actor": actor_sparse, "qf1": qf1_sparse, "qf2": qf2_sparse}
-
-    # Targets are copies taken after masking, and are re-masked after every soft update: exactly as sparse.
-    target_actor = Actor(obs_dim, act_dim, args.hidden_width, low, high).to(device)
-    qf1_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    qf2_target = QNetwork(obs_dim, act_dim, args.hidden_width).to(device)
-    for target, net in ((target_actor, actor), (qf1_target, qf1), (qf2_target, qf2)):
-        target.load_state_dict(net.state_dict())
-    online_params = [p for net in (actor, qf1, qf2) for p in net.parameters()]
-    target_params = [p for net in (target_actor, qf1_target, qf2_target) for p in net.parameters()]
-    targets = (target_actor, qf1_target, qf2_target)
-    target_weights = [(sparse, sparse.weights_of(target)) for sparse, target in zip(sparse_nets.values(), targets)]
-
-    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
-    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
-    # slower than dense ones. The arithmetic is Adam's either way.
-    q_optimizer = torch.optim.Adam(
-        weight_decay_groups([qf1, qf2], args.weight_decay), lr=args.learning_rate, fused=True
-    )
-    actor_optimizer = torch.optim.Adam(
-        weight_decay_groups([actor], args.weight_decay), lr=args.learning_rate, fused=True
-    )
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
-    action_low = torch.as_tensor(low, dtype=torch.float32, device=device)
-    action_high = torch.as_tensor(high, dtype=torch.float32, device=device)
-    envs.action_space.seed(args.seed)
-    eval_env = gym.make(args.env_id)
-    obs, _ = envs.reset(seed=args.seed)
-    # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
-    autoreset = np.zeros(args.num_envs, dtype=bool)
-    grad_step, actor_loss = 0, torch.zeros(())
-
-    def act(obs: np.ndarray, global_step: int) -> np.ndarray:
-        """Uniformly random actions during warm-up, then the actor's with Gaussian exploration noise."""
-        if global_step < args.learning_starts:
-            return envs.action_space.sample()
-        with torch.no_grad():
-            actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
-            actions += torch.normal(0, actor.action_scale.expand_as(actions) * args.exploration_noise)
-            return actions.cpu().numpy().clip(low, high)
-
-    def loop_state() -> dict:
-        """What the loop carries from one iteration to the next: a checkpoint saves it, a resumed run starts from it."""
-        return {"grad_step": grad_step, "actor_loss": actor_loss.detach(), "obs": obs, "autoreset": autoreset}
-
-    modules = dict(
-        actor=actor, qf1=qf1, qf2=qf2, target_actor=target_actor, qf1_target=qf1_target, qf2_target=qf2_target
-    )
-    optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
-    start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, rb, loop_state)
-    grad_step, actor_loss, obs, autoreset = state.values()
-    if run.refill:
-        obs, autoreset = refill_buffer(envs, rb, act, obs, autoreset, start_iteration * args.num_envs, args)
-    writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
-
-    for iteration in range(start_iteration, iterations):
-        global_step = iteration * args.num_envs
-        actions = act(obs, global_step)
-
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-
-        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
-        autoreset = np.logical_or(terminations, truncations)
-        obs = next_obs
-
-        if global_step >= args.learning_starts:
-            run.clock.learning()
-            grad_step += 1
-            b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
-            with torch.no_grad():
-                clipped_noise = (torch.randn_like(b_actions) * args.policy_noise).clamp(
-                    -args.noise_clip, args.noise_clip
-                ) * target_actor.action_scale
-                next_actions = (target_actor(b_next_obs) + clipped_noise).clamp(action_low, action_high)
-                min_qf_next = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
-                next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next.view(-1)
-
-            qf1_a_values = qf1(b_obs, b_actions).view(-1)
-            qf2_a_values = qf2(b_obs, b_actions).view(-1)
-            qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
-            qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
-            qf_loss = qf1_loss + qf2_loss
-            q_optimizer.zero_grad()
-            qf_loss.backward()
-            # The sparse step: a due SET / RigL drop-and-grow or pruning step (RigL reads the dense gradient), then
-            # inactive weights lose their gradients so the optimizer cannot move them.
-            for critic_sparse in (qf1_sparse, qf2_sparse):
-                critic_sparse.update_topology_if_due(q_optimizer)
-                critic_sparse.mask_gradients()
-            q_optimizer.step()
-
-            if grad_step % args.policy_frequency == 0:
-                actor_loss = -qf1(b_obs, actor(b_obs)).mean()
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                actor_sparse.update_topology_if_due(actor_optimizer)
-                actor_sparse.mask_gradients()
-                actor_optimizer.step()
-
-                with torch.no_grad():
-                    torch._foreach_lerp_(target_params, online_params, args.tau)
-                for sparse_net, weights in target_weights:
-                    sparse_net.apply_masks_(weights)
-
-            if grad_step % 100 == 0:
-                writer.add_scalar("losses/qf1_values", qf1_a_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf2_values", qf2_a_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
-                writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
-                writer.add_scalar("charts/SPS", int(global_step / run.clock.wall_s()), global_step)
-            if grad_step % args.update_interval == 0:
-                log_sparsity(writer, sparse_nets, global_step)
-
-        step, last = global_step + args.num_envs, iteration == iterations - 1
-        run.evaluate_if_due(step, last, lambda: evaluate(actor, eval_env, args.eval_episodes, args.seed + 100, device))
-        run.checkpoint_if_due(step, iteration + 1, last)
-        run.progress.update(step)
-
-    model = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=low, action_high=high)
-    return run.finish(iterations * args.num_envs, grad_step * args.num_envs, model, close=(envs, eval_env))
 
 
 def refill_buffer(
@@ -1011,9 +1002,8 @@ class SparseKernels:
 
 # --- run infrastructure (identical in every script; a first-time reader may skip it) ---
 # Everything a run needs around the algorithm and nothing the algorithm needs: checking the flags, the run folder and
-# logs, the clock, progress lines and the end-of-run summary, checkpoints (networks, optimizers, masks, random states,
-# environment state) and resuming from them, and the one-line refusal of bad input. train() calls these through
-# `Run` and a few helpers; reading train() does not require reading them.
+# logs, the clock, progress lines, the end-of-run summary, checkpoints and resuming from them, and the one-line
+# refusal of bad input. train() calls these through `Run` and a few helpers.
 
 
 class BadInput(ValueError):
@@ -1044,9 +1034,8 @@ def command_line_flags(argv: list[str]) -> set[str]:
 
 
 def load_run(args: object, script: str, given: set[str] | None) -> tuple[object, dict | None]:
-    """The first step of train(): with --resume, the checkpoint to continue and its run's arguments (`resume_args`;
-    `given`: the flags named on the command line); else (args, None). Also refuses --track or --capture-video without
-    their packages, and quiets MuJoCo's deprecation warning."""
+    """The first step of train(): with --resume, the checkpoint and its run's arguments (`resume_args`), else (args,
+    None). Also refuses --track or --capture-video without their packages, and quiets MuJoCo's deprecation warning."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, script)
@@ -1105,14 +1094,8 @@ def network_sparsities(args: object) -> dict[str, float]:
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    check_sparse_args(
-        args.sparse_method,
-        given,
-        args.sparsity_distribution,
-        args.drop_fraction,
-        args.drop_schedule,
-        args.update_interval,
-    )
+    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
+    check_sparse_args(args.sparse_method, given, *flags)
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(
@@ -1198,6 +1181,34 @@ def is_atari_id(env_id: str) -> bool:
         return False
 
 
+def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
+    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
+    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `Run.open`
+    creates the run's folder once every check that can refuse the run has passed."""
+    if args.torch_threads < 1:
+        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    run_name = (
+        f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
+    )
+    run_dir = f"runs/{run_name}"
+    if checkpoint is not None:
+        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
+        run_name = os.path.basename(os.path.abspath(run_dir))
+    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
+    # the same result only at the same thread count: the count is a setting of the run, one by default.
+    torch.set_num_threads(args.torch_threads)
+    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
+    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
+    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
+    torch.set_flush_denormal(True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return run_name, run_dir, device
+
+
 class Clock:
     """A run's two clocks: wall time since the run started, and learning time, from its first gradient step on with
     evaluations and checkpoint writing left out (`paused`): the learning speed that the speed benchmark compares.
@@ -1245,40 +1256,90 @@ class Run:
         loop_state: Callable[[], dict],
     ) -> tuple[int, dict]:
         """Take the run's parts, which checkpoints save, and `loop_state`, the loop's own variables. A resumed run
-        loads its checkpoint into them (BadInput if they do not fit it), and its replay buffer if the checkpoint holds
-        one, else `refill` says to collect fresh transitions. Returns the iteration to go on from (0 for a new run)
-        and the loop's variables, in the order of `loop_state()`."""
+        loads its checkpoint into them (BadInput if they do not fit it) and sets every RNG, then loads its replay buffer
+        if the checkpoint holds one, else `refill` says to collect fresh transitions. Returns the iteration to go on
+        from (0 for a new run) and the loop's variables, in the order of `loop_state()`."""
         self.modules, self.optimizers, self.sparse_nets, self.env = modules, optimizers, sparse_nets, env
         self.buffer, self.loop_state, state = buffer, loop_state, loop_state()
-        if self.checkpoint is None:
+        checkpoint = self.checkpoint
+        if checkpoint is None:
             return 0, state
-        loop = restore_checkpoint(self.checkpoint, modules, optimizers, sparse_nets, env)
+        try:
+            for kind, parts in (("modules", modules), ("optimizers", optimizers), ("sparse", sparse_nets)):
+                for name, part in parts.items():
+                    part.load_state_dict(checkpoint[kind][name])
+            set_env_state(env, checkpoint["env"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
+            # lines below: keep the first of them
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
+            raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
+        rng = checkpoint["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        loop = checkpoint["loop"]
         self.evaluations, self.next_eval = loop["evaluations"], loop["next_eval"]
-        self.next_checkpoint = loop["next_checkpoint"]
-        self.clock = Clock(loop["elapsed_s"], loop.get("learning_s"))
+        self.next_checkpoint, self.clock = loop["next_checkpoint"], Clock(loop["elapsed_s"], loop.get("learning_s"))
         if buffer is not None:
             buffer.rng = loop["rb_rng"]
             if loop["buffer"] is not None:
-                load_buffer_state(buffer, loop["buffer"])
+                buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in loop["buffer"].items()})
             self.refill = loop["buffer"] is None and loop["iteration"] > 0
         return loop["iteration"], {k: loop[k] for k in state}
 
     def open(
         self, total: int, warmup: int, eval_frequency: int, eval_episodes: int, purge_after: int = 0
     ) -> SummaryWriter:
-        """Every check has passed: from here on the run writes to its folder. Open its logs (a resumed run's from the
-        checkpoint's step on, + `purge_after`; the checkpoint's own evaluation was logged before it), print the plan,
-        start the progress lines. Returns the tensorboard writer."""
-        settings = {k: v for values in self.record.values() for k, v in values.items()}
-        step, self.eval_frequency = 0, eval_frequency
+        """Every check has passed: open the tensorboard writer (it creates the run folder; wandb too with --track)
+        with every setting, print the plan, start the progress lines; returns the writer. A resumed run logs from the
+        checkpoint's step + `purge_after` on: tensorboard drops what the stopped process logged from there, so the
+        checkpoint's evaluations from there on are logged again."""
+        args, self.eval_frequency = self.args, eval_frequency
+        config = {**vars(args), **{k: v for values in self.record.values() for k, v in values.items()}}
+        step = 0 if self.checkpoint is None else self.checkpoint["global_step"]
+        if args.track:
+            import wandb
+
+            rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
+            wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                sync_tensorboard=True,
+                config=config,
+                name=self.name,
+                id=hashlib.sha1(self.name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
+                resume="allow",
+                monitor_gym=True,
+                save_code=True,
+            )
+            random.setstate(rng[0])
+            np.random.set_state(rng[1])
+            torch.set_rng_state(rng[2])
         if self.checkpoint is None:
             self.next_eval = eval_frequency
-            self.writer = open_logs(self.args, settings, self.name, self.dir)
+            self.writer = SummaryWriter(self.dir)
+            table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
             log_sparsity(self.writer, self.sparse_nets, 0)
         else:
-            step = self.checkpoint["global_step"]
-            self.writer = open_logs(self.args, settings, self.name, self.dir, step + purge_after, self.evaluations)
-        print_plan(self.dir, total, warmup, eval_frequency, eval_episodes, self.args.checkpoint_frequency, step)
+            self.writer = SummaryWriter(self.dir, purge_step=step + purge_after)
+            for eval_step, value in self.evaluations:
+                if eval_step >= step + purge_after:
+                    self.writer.add_scalar("eval/episodic_return", value, eval_step)
+        print(f"run folder: {self.dir} (watch it with: tensorboard --logdir {os.path.dirname(self.dir) or '.'})")
+        plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
+        if warmup > step:
+            plan += f"; random actions until step {warmup:,}, learning after that"
+        plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
+        if args.checkpoint_frequency:
+            plan += f"; a checkpoint every {args.checkpoint_frequency:,} steps"
+        else:
+            plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
+        print(f"plan: {plan}")
         if self.checkpoint is not None:
             print(f"resumed {self.dir} at step {step}")
         self.progress = Progress(total, warmup, eval_frequency, step)
@@ -1299,36 +1360,60 @@ class Run:
         self.progress.update(step, mean, seconds)
 
     def checkpoint_if_due(self, step: int, next_iteration: int, last: bool) -> None:
-        """Every --checkpoint-frequency steps but at the end: save everything the run needs to go on exactly
-        (make_checkpoint), the loop's state included; `next_iteration` is where a resumed run starts."""
-        if not self.args.checkpoint_frequency or step < self.next_checkpoint or last:
+        """Every --checkpoint-frequency steps but at the end, a checkpoint at `step` of everything needed to go on
+        exactly: weights (targets included), optimizer moments, masks and schedule counters, the training env's state,
+        every RNG, and the loop's variables (`next_iteration` is where a resumed run starts). It records its run folder
+        as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
+        args = self.args
+        if not args.checkpoint_frequency or step < self.next_checkpoint or last:
             return
         while self.next_checkpoint <= step:
-            self.next_checkpoint += self.args.checkpoint_frequency
+            self.next_checkpoint += args.checkpoint_frequency
         self.writer.flush()
         start = time.time()
         loop = {"iteration": next_iteration, **self.loop_state(), "evaluations": self.evaluations}
         loop |= {"next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, **self.clock.state()}
         if self.buffer is not None:
-            loop["rb_rng"] = self.buffer.rng
-            loop["buffer"] = buffer_state(self.buffer) if self.args.checkpoint_buffer else None
-        parts = self.modules, self.optimizers, self.sparse_nets, self.env
-        save_checkpoint(self.dir, make_checkpoint(self.script, self.args, self.dir, step, *parts, loop))
+            # arrays as tensors sharing their memory, which torch.save writes without a pickled copy (an Atari buffer
+            # is gigabytes)
+            state = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(self.buffer).items()}
+            loop |= {"rb_rng": self.buffer.rng, "buffer": state if args.checkpoint_buffer else None}
+        checkpoint = {"format": CHECKPOINT_FORMAT, "script": self.script, "args": dict(vars(args)), "run_dir": self.dir}
+        checkpoint |= {"run_dir_abs": os.path.abspath(self.dir), "global_step": step}
+        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers), ("sparse", self.sparse_nets)):
+            checkpoint[kind] = {name: part.state_dict() for name, part in parts.items()}
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        rng["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        save_checkpoint(self.dir, checkpoint | {"env": env_state(self.env), "rng": rng, "loop": loop})
         self.clock.paused += time.time() - start
 
     def finish(self, total_steps: int, learned_steps: int, model: dict, close: tuple = ()) -> dict:
-        """End the run: log the final sparsity, write summary.json (with --save-model, after the model, every module's
-        weights and every mask plus `model`, so that the summary names it), print the summary, close `close`.
-        `learned_steps`: environment steps taken while learning, for the learning speed. Returns the summary."""
+        """End the run: log the final sparsity; with --save-model save the weights, masks and `model`; write
+        summary.json (atomically) and delete the checkpoints (a finished run cannot be resumed); print the summary,
+        close `close` and return the summary: evaluation returns (final, mean of the last 10 as [S] reports,
+        learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, the learning speed over
+        `learned_steps` (environment steps taken while learning)."""
         log_sparsity(self.writer, self.sparse_nets, total_steps)
-        args, learning_s = self.args, self.clock.learning_s()
-        summary = {
-            "script": args.exp_name,
-            "env_id": args.env_id,
-            "sparse_method": args.sparse_method,
-            "seed": args.seed,
+        args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
+        dense_flops = sum(s.dense_train_flops for s in nets.values())
+        returns = [r for _, r in self.evaluations]
+        summary = dict(script=args.exp_name, env_id=args.env_id, sparse_method=args.sparse_method, seed=args.seed)
+        summary |= {
             "total_timesteps": total_steps,
-            **run_summary(self.sparse_nets, self.evaluations),
+            "final_eval_return": returns[-1],
+            "mean_last_10_evals": float(np.mean(returns[-10:])),
+            "lca": float(np.mean(returns)) / 1e4,
+            "evaluations": self.evaluations,
+            "networks": {
+                name: {
+                    "active_weights": s.active_weights(),
+                    "total_weights": s.total_weights(),
+                    "inference_flops": s.flops,
+                    "topology_updates": s.updates,
+                }
+                for name, s in nets.items()
+            },
+            "train_flops_vs_dense": sum(s.train_flops for s in nets.values()) / dense_flops if dense_flops else 1.0,
             **self.record,
             "wall_time_s": self.clock.wall_s(),
             "learning_sps": learned_steps / learning_s if learned_steps and learning_s else float("nan"),
@@ -1338,11 +1423,26 @@ class Run:
         if args.save_model:
             summary["model_path"] = os.path.join(self.dir, f"{args.exp_name}.pt")
             weights = {name: module.state_dict() for name, module in self.modules.items()}
-            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in self.sparse_nets.items()}
+            masks = {name: {k: m.cpu() for k, m in s.masks.items()} for name, s in nets.items()}
             torch.save({"args": asdict(args), **self.record, **model, **weights, "masks": masks}, summary["model_path"])
             print(f"model saved to {summary['model_path']}")
-        finish_run(self.dir, summary)
-        print_summary(summary)
+        path = os.path.join(self.dir, "summary.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(path + ".tmp", path)
+        for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
+            if os.path.exists(os.path.join(self.dir, name)):
+                os.remove(os.path.join(self.dir, name))
+        print(f"=== {args.exp_name} {args.sparse_method} on {args.env_id}, seed {args.seed}, {total_steps} steps ===")
+        last_10 = summary["mean_last_10_evals"]
+        print(f"final evaluation return {returns[-1]:.1f}; mean of the last 10 evaluations {last_10:.1f}")
+        for name, net in summary["networks"].items():
+            print(
+                f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
+                f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
+                f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
+            )
+        print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
         for env in close:
             env.close()
         self.writer.close()
@@ -1359,141 +1459,6 @@ def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], s
     if dense_flops > 0:
         ratio = sum(s.train_flops for s in sparse_nets.values()) / dense_flops
         writer.add_scalar("sparsity/train_flops_vs_dense", ratio, step)
-
-
-def run_summary(sparse_nets: dict[str, SparseNetwork], evaluations: list[tuple[int, float]]) -> dict:
-    """The end-of-run figures every script reports: evaluation returns (final, mean of the last 10 as [S] reports,
-    learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, training FLOPs vs dense."""
-    dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
-    returns = [r for _, r in evaluations]
-    return {
-        "final_eval_return": returns[-1],
-        "mean_last_10_evals": float(np.mean(returns[-10:])),
-        "lca": float(np.mean(returns)) / 1e4,
-        "evaluations": evaluations,
-        "networks": {
-            name: {
-                "active_weights": s.active_weights(),
-                "total_weights": s.total_weights(),
-                "inference_flops": s.flops,
-                "topology_updates": s.updates,
-            }
-            for name, s in sparse_nets.items()
-        },
-        "train_flops_vs_dense": sum(s.train_flops for s in sparse_nets.values()) / dense_flops if dense_flops else 1.0,
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """The end-of-run printout: final evaluation return, active/total weights per network, training FLOPs vs dense."""
-    print(
-        f"=== {summary['script']} {summary['sparse_method']} on {summary['env_id']}, seed {summary['seed']}, "
-        f"{summary['total_timesteps']} steps ==="
-    )
-    print(
-        f"final evaluation return {summary['final_eval_return']:.1f}; "
-        f"mean of the last 10 evaluations {summary['mean_last_10_evals']:.1f}"
-    )
-    for name, net in summary["networks"].items():
-        print(
-            f"{name:>9}: {net['active_weights']}/{net['total_weights']} weights active "
-            f"({1 - net['active_weights'] / net['total_weights']:.1%} sparse), "
-            f"{net['inference_flops']:.0f} inference FLOPs per forward pass"
-        )
-    print(f"training FLOPs relative to dense: {summary['train_flops_vs_dense']:.3f}x")
-
-
-def start_run(args: object, checkpoint: dict | None = None) -> tuple[str, str, torch.device]:
-    """Name the run (a resumed run keeps the name and folder of its checkpoint's run), set torch's thread count, seed
-    python, numpy and torch, and pick the device. Returns (run_name, run_dir, device). Writes nothing: `open_logs`
-    creates the run's folder once every check that can refuse the run has passed."""
-    if args.torch_threads < 1:
-        raise BadInput(f"--torch-threads must be at least 1, got {args.torch_threads}")
-    env_name = args.env_id.replace("/", "_")
-    run_name = f"{env_name}__{args.exp_name}__{args.sparse_method}__{args.seed}__{int(time.time())}"
-    run_dir = f"runs/{run_name}"
-    if checkpoint is not None:
-        run_dir = checkpoint["run_dir"]  # where load_checkpoint found the run's folder (maybe ".")
-        run_name = os.path.basename(os.path.abspath(run_dir))
-    # Small networks gain little from more threads and lose much when the cores are shared, and the same seed gives
-    # the same result only at the same thread count: the count is a setting of the run, one by default.
-    torch.set_num_threads(args.torch_threads)
-    # Flush denormal floats to zero. Over a long run the weights and Adam moments of units that no longer get a
-    # gradient (dead ReLUs, under weight decay) decay into the denormal range, below 1.2e-38, where CPU arithmetic is
-    # up to ~60x slower: a 1M-step TD3 run slowed ~20x after 50k steps. Such values do not matter to learning.
-    torch.set_flush_denormal(True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    return run_name, run_dir, device
-
-
-def open_logs(
-    args: object,
-    settings: dict,
-    run_name: str,
-    run_dir: str,
-    purge_step: int | None = None,
-    evaluations: list[tuple[int, float]] = (),
-) -> SummaryWriter:
-    """Open the run's tensorboard writer (and wandb with --track), which creates the run folder, and record every
-    argument and resolved setting. Call it after every check that can refuse the run: a refusal writes nothing.
-
-    A resumed run passes `purge_step`, the first step it logs again: tensorboard then drops what the stopped process
-    logged from that step on. The `evaluations` (the checkpoint's) at or after it were logged before the checkpoint
-    and would be dropped with the rest, so they are logged again."""
-    config = {**vars(args), **settings}
-    if args.track:
-        import wandb
-
-        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()  # wandb must not move the seeded RNGs
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=config,
-            name=run_name,
-            id=hashlib.sha1(run_name.encode()).hexdigest()[:16],  # fixed by the name: a resumed run continues it
-            resume="allow",
-            monitor_gym=True,
-            save_code=True,
-        )
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
-    writer = SummaryWriter(run_dir, purge_step=purge_step)
-    if purge_step is None:
-        table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    else:
-        for step, value in evaluations:
-            if step >= purge_step:
-                writer.add_scalar("eval/episodic_return", value, step)
-    return writer
-
-
-def print_plan(
-    run_dir: str,
-    total: int,
-    warmup: int,
-    eval_frequency: int,
-    eval_episodes: int,
-    checkpoint_frequency: int,
-    step: int = 0,
-) -> None:
-    """The first lines of a run: where it logs, and what it will do (steps, warm-up, evaluations, checkpoints)."""
-    print(f"run folder: {run_dir} (watch it with: tensorboard --logdir {os.path.dirname(run_dir) or '.'})")
-    plan = f"{total:,} steps" + (f", continuing from step {step:,}" if step else "")
-    if warmup > step:
-        plan += f"; random actions until step {warmup:,}, learning after that"
-    plan += f"; a {eval_episodes}-episode evaluation every {eval_frequency:,} steps and at the end"
-    if checkpoint_frequency:
-        plan += f"; a checkpoint every {checkpoint_frequency:,} steps"
-    else:
-        plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
-    print(f"plan: {plan}")
 
 
 def duration(seconds: float) -> str:
@@ -1559,6 +1524,7 @@ class Progress:
 # Checkpoints: everything needed to continue a run exactly, written atomically. A checkpoint holds pickled
 # python objects (RNG states, environment internals), so load only checkpoints you trust.
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 _PLAIN_STATE = (bool, int, float, str, type(None), np.ndarray, np.generic, np.random.Generator, collections.deque)
 
 
@@ -1622,41 +1588,6 @@ def set_env_state(env: object, states: list[dict]) -> None:
             obj.ale.restoreState(state["ale"])
 
 
-def make_checkpoint(
-    script: str,
-    args: object,
-    run_dir: str,
-    global_step: int,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-    loop: dict,
-) -> dict:
-    """A checkpoint of a run at `global_step`: weights (targets included), optimizer moments, masks and schedule
-    counters, the training env's state, every RNG, and `loop`, the training loop's own variables. It records its run
-    folder as given and as an absolute path, which a copy of the file taken out of the folder still leads back to."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "script": script,
-        "args": dict(vars(args)),
-        "run_dir": run_dir,
-        "run_dir_abs": os.path.abspath(run_dir),
-        "global_step": global_step,
-        "modules": {name: m.state_dict() for name, m in modules.items()},
-        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
-        "sparse": {name: s.state_dict() for name, s in sparse_nets.items()},
-        "env": env_state(env),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "loop": loop,
-    }
-
-
 def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
     """Write run_dir/checkpoint.pt atomically: to a temporary file, flushed to disk, then renamed over the old
     checkpoint, which is kept as checkpoint.prev.pt. A kill at any moment leaves a complete checkpoint."""
@@ -1669,9 +1600,6 @@ def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
         os.replace(path, os.path.join(run_dir, "checkpoint.prev.pt"))
     os.replace(path + ".tmp", path)
     return path
-
-
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 
 
 def checkpoint_run_dir(path: str, checkpoint: dict) -> str:
@@ -1733,28 +1661,6 @@ def load_checkpoint(path: str, script: str) -> dict:
     return checkpoint
 
 
-def finish_run(run_dir: str, summary: dict) -> None:
-    """Write the run's summary.json (atomically), then delete its checkpoints: a finished run cannot be resumed, so
-    they could never be used again (with the replay buffer they are large)."""
-    path = os.path.join(run_dir, "summary.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
-    for name in (*CHECKPOINT_FILES, "checkpoint.pt.tmp"):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-
-
-def buffer_state(buffer: object) -> dict:
-    """A replay buffer's attributes for a checkpoint. Arrays become tensors sharing their memory, which torch.save
-    writes without a pickled copy (an Atari buffer is gigabytes)."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(buffer).items()}
-
-
-def load_buffer_state(buffer: object, state: dict) -> None:
-    buffer.__dict__.update({k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()})
-
-
 def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -> object:
     """The resumed run's arguments: the checkpoint's, except the checkpointing flags given now. Other flags given
     with --resume are ignored, and a note names each one whose value differs from the checkpoint's: changing them
@@ -1770,37 +1676,6 @@ def resume_args(args: object, checkpoint: dict, given: set[str] | None = None) -
         flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run's: {saved[k]})" for k in ignored)
         print(f"note: resuming with the checkpoint's settings; ignored: {flags}")
     return dataclasses.replace(args, **saved)
-
-
-def restore_checkpoint(
-    checkpoint: dict,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    sparse_nets: dict[str, SparseNetwork],
-    env: object,
-) -> dict:
-    """Load a checkpoint into a run built from its arguments; set every RNG last. Returns the loop's variables.
-    Raise BadInput (one line) when the networks or environments do not match the checkpoint's."""
-    try:
-        for name, module in modules.items():
-            module.load_state_dict(checkpoint["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, sparse in sparse_nets.items():
-            sparse.load_state_dict(checkpoint["sparse"][name])
-        set_env_state(env, checkpoint["env"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
-        # lines below: keep the first of them
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = f"no {e} in it" if isinstance(e, KeyError) else ": ".join([lines[0].rstrip(":"), *lines[1:2]])
-        raise BadInput(f"the checkpoint does not match this run's networks or environment: {reason}") from None
-    random.setstate(checkpoint["rng"]["python"])
-    np.random.set_state(checkpoint["rng"]["numpy"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-    return checkpoint["loop"]
 
 
 # --- end run infrastructure ---
