@@ -10,15 +10,15 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); DQN's Q-networks and epsilon
-schedule; `train()`, setup and the training loop; then what train() calls around the algorithm: the environments and
-Atari preprocessing, the CNN's 'SAME' padding, the replay buffer and frame stacking (`record_step`), evaluation, the
-replay-buffer refill of a resumed run and DQN's checks, with the protocol's settings resolved (`check_env`,
-`resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the
-run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress, summaries,
-checkpoints and resume; shared checks of the flags; a first-time reader may skip it); `__main__`. The three sections
-(sparse training, sparse kernels, run infrastructure) are the same text in every script of this project. Results and
-every deviation from the papers: docs/dqn.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); DQN's Q-networks (the CNN with
+Dopamine's 'SAME' padding), epsilon schedule and replay buffer (frame stacking and episode ends: `record_step`);
+`train()`, setup and the training loop; then what train() calls around the algorithm: the environments and Atari
+preprocessing, evaluation, the replay-buffer refill of a resumed run and DQN's checks, with the protocol's settings
+resolved (`check_env`, `resolve_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers as CSR
+products); the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress,
+summaries, checkpoints and resume; shared checks of the flags; a first-time reader may skip it); `__main__`. The three
+sections (sparse training, sparse kernels, run infrastructure) are the same text in every script of this project.
+Results and every deviation from the papers: docs/dqn.md.
 """
 
 import collections
@@ -600,6 +600,26 @@ class SparseNetwork:
 SCRIPT = "sparse_dqn_atari"  # checkpoints name the script that wrote them
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF's 'SAME' padding of one spatial dimension: (before, after) zeros so the output has ceil(size / stride)
+    positions. TF puts the odd pixel of an odd total after (bottom/right), which torch's symmetric padding cannot."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class PaddedConv2d(nn.Conv2d):
+    """A Conv2d that zero-pads its input by (left, right, top, bottom) first. A subclass rather than a ZeroPad2d
+    module before the conv, so the layers keep the names and indices (network.0, network.2, ...) of the unpadded
+    network: logs and masks of the two paddings line up."""
+
+    def __init__(self, *args, pad: tuple[int, int, int, int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
 class QNetwork(nn.Module):
     """Nature CNN on stacks of 4 84x84 frames (Atari) or a 2-hidden-layer MLP on a flat observation.
 
@@ -652,6 +672,100 @@ def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> floa
     if duration <= 0:
         return end_e
     return max(end_e, start_e + (end_e - start_e) * t / duration)
+
+
+class ReplayBuffer:
+    """Replay that stores every observation once. Row t holds, for each env, the observation seen at vector step t,
+    the action taken from it, the reward and `terminated` of that step, and whether the observation starts an
+    episode; the next observation is row t + 1. A state is the last `stack` observations of one env, zero-padded
+    before the episode's first one (as the agent sees them when acting). Rows whose step only reset an env
+    (gymnasium 1.x autoreset) hold the episode's true final observation and are never sampled as transitions."""
+
+    def __init__(
+        self, size: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, stack: int, seed: int
+    ) -> None:
+        self.rows = max(size // num_envs, stack + 2)
+        self.num_envs, self.stack = num_envs, stack
+        # np.zeros maps pages lazily: a 1M Atari buffer takes memory as it fills, so a run starts at once
+        self.obs = np.zeros((self.rows, num_envs, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((self.rows, num_envs), dtype=np.int64)
+        self.rewards = np.zeros((self.rows, num_envs), dtype=np.float32)
+        self.terminations = np.zeros((self.rows, num_envs), dtype=np.bool_)
+        self.first = np.zeros((self.rows, num_envs), dtype=np.bool_)
+        self.valid = np.zeros((self.rows, num_envs), dtype=np.bool_)
+        self.pos, self.full = 0, False
+        self.rng = np.random.default_rng(seed)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        first: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        """One vector step: newest observations (one frame each), whether they start episodes, and what followed."""
+        t = self.pos
+        self.obs[t], self.first[t], self.actions[t] = obs, first, actions
+        self.rewards[t], self.terminations[t], self.valid[t] = rewards, terminations, valid
+        self.pos = (self.pos + 1) % self.rows
+        self.full = self.full or self.pos == 0
+
+    def states(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """Stacked states ending at `rows` for `envs`: frames t - stack + 1 .. t, zeros before an episode start."""
+        offsets = np.arange(-self.stack + 1, 1)
+        idx = (rows[:, None] + offsets) % self.rows  # (batch, stack)
+        frames = self.obs[idx, envs[:, None]]  # (batch, stack, *obs_shape)
+        # frame k is padding if an episode starts at a later frame k' <= last: look at starts in frames k+1 .. last
+        starts = self.first[idx, envs[:, None]]
+        later_start = np.flip(np.cumsum(np.flip(starts[:, 1:], 1), 1), 1) > 0
+        pad = np.concatenate([later_start, np.zeros((len(rows), 1), dtype=bool)], 1)
+        frames[pad] = 0
+        return frames if self.stack > 1 else frames[:, 0]
+
+    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        # Candidate rows: written, with their next row written (not the newest) and their stack not reaching past
+        # the oldest row; then keep the rows that are real transitions.
+        n = self.rows if self.full else self.pos
+        rows, envs = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        while len(rows) < batch_size:
+            r = self.rng.integers(0, n - 1 - (self.stack - 1 if self.full else 0), size=2 * batch_size)
+            r = (r + (self.pos + self.stack - 1 if self.full else 0)) % self.rows
+            e = self.rng.integers(0, self.num_envs, size=2 * batch_size)
+            keep = self.valid[r, e]
+            rows, envs = np.concatenate([rows, r[keep]]), np.concatenate([envs, e[keep]])
+        rows, envs = rows[:batch_size], envs[:batch_size]
+        obs, next_obs = self.states(rows, envs), self.states((rows + 1) % self.rows, envs)
+        terminations = self.terminations[rows, envs].astype(np.float32)
+        data = obs, self.actions[rows, envs], self.rewards[rows, envs], next_obs, terminations
+        return tuple(torch.as_tensor(a, device=device) for a in data)
+
+
+def record_step(
+    rb: ReplayBuffer,
+    state: np.ndarray,
+    first: np.ndarray,
+    autoreset: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Store the vector step just taken and advance the agent's stacked states.
+
+    `state` holds each env's last observations (zeros before its episode's first one), `first` whether the newest
+    one starts an episode, `autoreset` whether the step just taken only reset the env (gymnasium 1.x resets on the
+    step after an episode ends). That step's row keeps the episode's final observation but is not a transition.
+    Returns the new (state, first, autoreset)."""
+    rb.add(state[:, -1], first, actions, rewards, terminations, ~autoreset)
+    first = autoreset  # the observation a reset step returns starts an episode
+    autoreset = np.logical_or(terminations, truncations)
+    state = np.roll(state, -1, axis=1)
+    state[first] = 0
+    state[:, -1] = next_obs
+    return state, first, autoreset
 
 
 def train(args: Args, given: set[str] | None = None) -> dict:
@@ -905,120 +1019,6 @@ class AtariPreprocessing(gym.Wrapper):
                 self.frames[0] = self.frames[1] = obs
                 break
         return self.observation(), total_reward, terminated, truncated, info
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF's 'SAME' padding of one spatial dimension: (before, after) zeros so the output has ceil(size / stride)
-    positions. TF puts the odd pixel of an odd total after (bottom/right), which torch's symmetric padding cannot."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class PaddedConv2d(nn.Conv2d):
-    """A Conv2d that zero-pads its input by (left, right, top, bottom) first. A subclass rather than a ZeroPad2d
-    module before the conv, so the layers keep the names and indices (network.0, network.2, ...) of the unpadded
-    network: logs and masks of the two paddings line up."""
-
-    def __init__(self, *args, pad: tuple[int, int, int, int], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pad = pad
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
-
-
-class ReplayBuffer:
-    """Replay that stores every observation once. Row t holds, for each env, the observation seen at vector step t,
-    the action taken from it, the reward and `terminated` of that step, and whether the observation starts an
-    episode; the next observation is row t + 1. A state is the last `stack` observations of one env, zero-padded
-    before the episode's first one (as the agent sees them when acting). Rows whose step only reset an env
-    (gymnasium 1.x autoreset) hold the episode's true final observation and are never sampled as transitions."""
-
-    def __init__(
-        self, size: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, stack: int, seed: int
-    ) -> None:
-        self.rows = max(size // num_envs, stack + 2)
-        self.num_envs, self.stack = num_envs, stack
-        # np.zeros maps pages lazily: a 1M Atari buffer takes memory as it fills, so a run starts at once
-        self.obs = np.zeros((self.rows, num_envs, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros((self.rows, num_envs), dtype=np.int64)
-        self.rewards = np.zeros((self.rows, num_envs), dtype=np.float32)
-        self.terminations = np.zeros((self.rows, num_envs), dtype=np.bool_)
-        self.first = np.zeros((self.rows, num_envs), dtype=np.bool_)
-        self.valid = np.zeros((self.rows, num_envs), dtype=np.bool_)
-        self.pos, self.full = 0, False
-        self.rng = np.random.default_rng(seed)
-
-    def add(
-        self,
-        obs: np.ndarray,
-        first: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        terminations: np.ndarray,
-        valid: np.ndarray,
-    ) -> None:
-        """One vector step: newest observations (one frame each), whether they start episodes, and what followed."""
-        t = self.pos
-        self.obs[t], self.first[t], self.actions[t] = obs, first, actions
-        self.rewards[t], self.terminations[t], self.valid[t] = rewards, terminations, valid
-        self.pos = (self.pos + 1) % self.rows
-        self.full = self.full or self.pos == 0
-
-    def states(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
-        """Stacked states ending at `rows` for `envs`: frames t - stack + 1 .. t, zeros before an episode start."""
-        offsets = np.arange(-self.stack + 1, 1)
-        idx = (rows[:, None] + offsets) % self.rows  # (batch, stack)
-        frames = self.obs[idx, envs[:, None]]  # (batch, stack, *obs_shape)
-        # frame k is padding if an episode starts at a later frame k' <= last: look at starts in frames k+1 .. last
-        starts = self.first[idx, envs[:, None]]
-        later_start = np.flip(np.cumsum(np.flip(starts[:, 1:], 1), 1), 1) > 0
-        pad = np.concatenate([later_start, np.zeros((len(rows), 1), dtype=bool)], 1)
-        frames[pad] = 0
-        return frames if self.stack > 1 else frames[:, 0]
-
-    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        # Candidate rows: written, with their next row written (not the newest) and their stack not reaching past
-        # the oldest row; then keep the rows that are real transitions.
-        n = self.rows if self.full else self.pos
-        rows, envs = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        while len(rows) < batch_size:
-            r = self.rng.integers(0, n - 1 - (self.stack - 1 if self.full else 0), size=2 * batch_size)
-            r = (r + (self.pos + self.stack - 1 if self.full else 0)) % self.rows
-            e = self.rng.integers(0, self.num_envs, size=2 * batch_size)
-            keep = self.valid[r, e]
-            rows, envs = np.concatenate([rows, r[keep]]), np.concatenate([envs, e[keep]])
-        rows, envs = rows[:batch_size], envs[:batch_size]
-        obs, next_obs = self.states(rows, envs), self.states((rows + 1) % self.rows, envs)
-        terminations = self.terminations[rows, envs].astype(np.float32)
-        data = obs, self.actions[rows, envs], self.rewards[rows, envs], next_obs, terminations
-        return tuple(torch.as_tensor(a, device=device) for a in data)
-
-
-def record_step(
-    rb: ReplayBuffer,
-    state: np.ndarray,
-    first: np.ndarray,
-    autoreset: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    truncations: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Store the vector step just taken and advance the agent's stacked states.
-
-    `state` holds each env's last observations (zeros before its episode's first one), `first` whether the newest
-    one starts an episode, `autoreset` whether the step just taken only reset the env (gymnasium 1.x resets on the
-    step after an episode ends). That step's row keeps the episode's final observation but is not a transition.
-    Returns the new (state, first, autoreset)."""
-    rb.add(state[:, -1], first, actions, rewards, terminations, ~autoreset)
-    first = autoreset  # the observation a reset step returns starts an episode
-    autoreset = np.logical_or(terminations, truncations)
-    state = np.roll(state, -1, axis=1)
-    state[first] = 0
-    state[:, -1] = next_obs
-    return state, first, autoreset
 
 
 def evaluate(

@@ -10,14 +10,14 @@ pruning through --sparse-method, each with [G]'s tuned settings unless a flag ov
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); SAC's networks; `train()`,
-setup and the training loop; then what train() calls around the algorithm: the environments, the replay buffer,
-evaluation, the replay-buffer refill of a resumed run (`refill_buffer`) and SAC's checks (`check_args`); the optional
-sparse-kernels section (--sparse-kernels: sparse layers as CSR products); the run-infrastructure section (`Run`, which
-train() drives: run folder and logs, the clock, progress, summaries, checkpoints and resume; shared checks of the
-flags; a first-time reader may skip it); `__main__`. The three sections (sparse training, sparse kernels, run
-infrastructure) are the same text in every script of this project. Results and every deviation from the papers:
-docs/sac.md.
+sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); SAC's networks and replay buffer
+(`add_transitions`: what gymnasium's autoreset means for stored transitions); `train()`, setup and the training loop;
+then what train() calls around the algorithm: the environments, evaluation, the replay-buffer refill of a resumed run
+(`refill_buffer`) and SAC's checks (`check_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers
+as CSR products); the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress,
+summaries, checkpoints and resume; shared checks of the flags; a first-time reader may skip it); `__main__`. The three
+sections (sparse training, sparse kernels, run infrastructure) are the same text in every script of this project.
+Results and every deviation from the papers: docs/sac.md.
 """
 
 import collections
@@ -625,6 +625,47 @@ class Actor(nn.Module):
         return action, log_prob, mean
 
 
+class ReplayBuffer:
+    """Uniform replay of (obs, action, reward, next_obs, terminated); truncation is not stored, so the target
+    bootstraps from the real final observation of a time-limited episode."""
+
+    def __init__(self, size: int, obs_dim: int, act_dim: int, seed: int) -> None:
+        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((size, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminations = np.zeros(size, dtype=np.float32)
+        self.size, self.pos, self.full = size, 0, False
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
+        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
+        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
+        self.pos = (self.pos + 1) % self.size
+        self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
+        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
+        return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
+
+
+def add_transitions(
+    rb: ReplayBuffer,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_obs: np.ndarray,
+    terminations: np.ndarray,
+    autoreset: np.ndarray,
+) -> None:
+    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
+    ended the episode already carried the true final observation in `next_obs`."""
+    for i in np.flatnonzero(~autoreset):
+        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
+
+
 def train(args: Args, given: set[str] | None = None) -> dict:
     """Train SAC with the chosen sparse method; returns the end-of-run summary (also written to summary.json).
     `given`: the flags named on the command line, for the note on flags a resumed run ignores (resume_args)."""
@@ -814,47 +855,6 @@ def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
 
     envs = gym.vector.SyncVectorEnv([lambda i=i: make_env(i) for i in range(args.num_envs)])
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
-
-
-class ReplayBuffer:
-    """Uniform replay of (obs, action, reward, next_obs, terminated); truncation is not stored, so the target
-    bootstraps from the real final observation of a time-limited episode."""
-
-    def __init__(self, size: int, obs_dim: int, act_dim: int, seed: int) -> None:
-        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((size, act_dim), dtype=np.float32)
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.terminations = np.zeros(size, dtype=np.float32)
-        self.size, self.pos, self.full = size, 0, False
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
-        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
-        self.pos = (self.pos + 1) % self.size
-        self.full = self.full or self.pos == 0
-
-    def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
-        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
-        return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
-
-
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
 
 
 def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, device: torch.device) -> np.ndarray:
