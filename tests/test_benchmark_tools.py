@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import ROOT
 
 
@@ -446,3 +447,12 @@ def test_aggregate_reach_finds_when_each_cell_first_meets_the_reference(tmp_path
     cmd[-1] = "rigl"
     refused = subprocess.run(cmd, capture_output=True, text=True)
     assert refused.returncode != 0 and "no rigl runs" in refused.stderr
+
+
+def test_denormal_count_counts_only_nonzero_values_below_the_smallest_normal():
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import denormals
+
+    torch.set_flush_denormal(False)  # a run in this process may have left it on, which would zero 1e-39 on creation
+    t = torch.tensor([0.0, 1e-39, -1e-40, torch.finfo(torch.float32).tiny, 1.0])
+    assert denormals.denormal_count(t) == 2
