@@ -10,15 +10,11 @@ positions. --sparse-method gives every method studied in [G]: static masks, SET,
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map of the file, in the order to learn it: `Args` (every flag); the sparse-training section (masks, per-layer
-sparsities, sparsity-aware init, SET / RigL / gradual pruning, schedules, FLOP counts); TD3's networks and replay buffer
-(`add_transitions`: what gymnasium's autoreset means for stored transitions); `train()`, setup and the training loop;
-then what train() calls around the algorithm: the environments, evaluation, the replay-buffer refill of a resumed run
-(`refill_buffer`) and TD3's checks (`check_args`); the optional sparse-kernels section (--sparse-kernels: sparse layers
-as CSR products); the run-infrastructure section (`Run`, which train() drives: run folder and logs, the clock, progress,
-summaries, checkpoints and resume; shared checks of the flags; a first-time reader may skip it); `__main__`. The three
-sections (sparse training, sparse kernels, run infrastructure) are the same text in every script of this project.
-Results and every deviation from the papers: docs/td3.md.
+Map, in the order to learn it: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
+gradual pruning, schedules, FLOP counts); TD3's networks and replay buffer (`add_transitions`: gymnasium's autoreset);
+`train()`, its setup and loop; what train() calls around it (environments, evaluation, resumed-buffer refill, checks);
+the optional sparse-kernels section; the run infrastructure (`Run`: logs, summaries, checkpoints, resume; skip it on a
+first read). The three sections are the same text in every script. Results and deviations from the papers: docs/td3.md.
 """
 
 import collections
@@ -284,6 +280,7 @@ class SparseNetwork:
     step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
     `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
     sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
+    (Its checkpoint state and logged scalars are read in the run infrastructure: sparse_state, sparsity_stats.)
     """
 
     def __init__(
@@ -361,7 +358,7 @@ class SparseNetwork:
         self.dense_flops = self.forward_flops(dense=True)
         # Off by default; the optional sparse-kernels section near the end of the file runs sparse layers faster.
         self.kernels = SparseKernels(self, sparse_kernels)
-        self._refresh_counts()
+        self.refresh_counts()
 
     def weights_of(self, other: nn.Module) -> list[torch.Tensor]:
         """The weights of the layers of `other` (a copy of this network) that this network masks, in mask order."""
@@ -383,14 +380,15 @@ class SparseNetwork:
         last = list(self.layers)[-1]
         for name, layer in self.layers.items():
             w = layer.weight
-            nnz = w.numel() if dense or name not in self.masks else self._nnz[name]
+            nnz = w.numel() if dense or name not in self.masks else self.nnz[name]
             n_out = w.shape[0]
             flops = 2 * nnz - n_out + (n_out if layer.bias is not None else 0) + (n_out if name != last else 0)
             total += flops * self._positions[name]
         return total
 
-    def _refresh_counts(self) -> None:
-        self._nnz = {name: int(mask.sum().item()) for name, mask in self.masks.items()}
+    def refresh_counts(self) -> None:
+        """Recount the active weights and FLOPs after the masks changed."""
+        self.nnz = {name: int(mask.sum().item()) for name, mask in self.masks.items()}  # active weights per mask
         self.flops = self.forward_flops()
         self.kernels.refresh()
 
@@ -436,12 +434,12 @@ class SparseNetwork:
         """SET / RigL: per layer drop the k smallest-|w| active weights and grow k inactive ones, k = f(t) * nnz.
         Growth is random (set) or by the largest |dense gradient| of the current minibatch (rigl)."""
         fraction = drop_fraction_at(self.step, self.drop_fraction, self.update_end, self.drop_schedule)
-        if all(math.floor(fraction * self._nnz[name]) == 0 for name in self.masks):
+        if all(math.floor(fraction * self.nnz[name]) == 0 for name in self.masks):
             return False  # nothing to drop (the cosine schedule ends at 0): not an update, as in RigL's code
         new_masks = {}
         for name, mask in self.masks.items():
             w = self.layers[name].weight
-            k = math.floor(fraction * self._nnz[name])
+            k = math.floor(fraction * self.nnz[name])
             active = mask.bool().flatten()
             if k == 0:
                 new_masks[name] = active.view_as(w)
@@ -469,7 +467,7 @@ class SparseNetwork:
             name: pruning_sparsity_at(self.step, self.target_sparsity[name], self.prune_start, self.prune_end)
             for name in self.masks
         }
-        if all(active_count(m.numel(), scheduled[name]) == self._nnz[name] for name, m in self.masks.items()):
+        if all(active_count(m.numel(), scheduled[name]) == self.nnz[name] for name, m in self.masks.items()):
             return False
         new_masks = {}
         for name, mask in self.masks.items():
@@ -494,65 +492,18 @@ class SparseNetwork:
                 if torch.is_tensor(value) and value.shape == w.shape:  # Adam's m and v (and any other moments)
                     value.masked_fill_(flipped, 0.0)
             removed += int((old & ~new).sum().item())
-            before += self._nnz[name]
+            before += self.nnz[name]
             self.masks[name].copy_(new)  # in place: the cached mask list stays valid
             self.ever_active[name] |= new
         self.last_mask_change = removed / max(before, 1)
         self.updates += 1
-        self._refresh_counts()
-
-    def state_dict(self) -> dict:
-        """What a resumed run needs besides the weights: masks, ever-active sets, the step and cost counters."""
-        return {
-            "masks": {name: mask.clone() for name, mask in self.masks.items()},
-            "ever_active": {name: ever.clone() for name, ever in self.ever_active.items()},
-            "step": self.step,
-            "last_mask_change": self.last_mask_change,
-            "updates": self.updates,
-            "train_flops": self.train_flops,
-            "dense_train_flops": self.dense_train_flops,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
-        if shapes != {name: tuple(mask.shape) for name, mask in self.masks.items()}:
-            raise BadInput(f"masked layers {shapes} do not match this network's")
-        for name, mask in self.masks.items():
-            mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
-            self.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
-        self.step, self.last_mask_change, self.updates = state["step"], state["last_mask_change"], state["updates"]
-        self.train_flops, self.dense_train_flops = state["train_flops"], state["dense_train_flops"]
-        self._refresh_counts()
+        self.refresh_counts()
 
     def active_weights(self) -> int:
-        return sum(self._nnz.get(name, layer.weight.numel()) for name, layer in self.layers.items())
+        return sum(self.nnz.get(name, layer.weight.numel()) for name, layer in self.layers.items())
 
     def total_weights(self) -> int:
         return sum(layer.weight.numel() for layer in self.layers.values())
-
-    def stats(self) -> dict[str, float]:
-        """Scalars for the logs: per-layer density, overall density, mask change of the last update, fraction of
-        weights ever active, inference FLOPs per sample and cumulative training FLOPs (also relative to dense)."""
-        out = {
-            f"density/{name}": self._nnz.get(name, layer.weight.numel()) / layer.weight.numel()
-            for name, layer in self.layers.items()
-        }
-        total = self.total_weights()
-        ever = sum(
-            int(self.ever_active[name].sum().item()) if name in self.masks else layer.weight.numel()
-            for name, layer in self.layers.items()
-        )
-        out.update(
-            {
-                "density": self.active_weights() / total,
-                "mask_change": self.last_mask_change,
-                "ever_active": ever / total,
-                "inference_flops": self.flops,
-                "train_flops": self.train_flops,
-                "train_flops_vs_dense": self.train_flops / max(self.dense_train_flops, 1.0),
-            }
-        )
-        return out
 
 
 # --- end sparse training ---
@@ -957,7 +908,7 @@ class SparseKernels:
     def refresh(self) -> None:
         """Rebuild the kernels after a mask change; a layer not sparse enough (auto: not faster) gets none."""
         for name in self.kernels:
-            sparsity = 1.0 - self.net._nnz[name] / self.net.masks[name].numel()
+            sparsity = 1.0 - self.net.nnz[name] / self.net.masks[name].numel()
             kernel = LinearKernel(self.net.masks[name]) if sparsity >= self.threshold else None
             if kernel is not None and self.timed:
                 key = (name, round(sparsity, 2))  # SET and RigL keep the count: one timing per layer
@@ -1265,9 +1216,11 @@ class Run:
         if checkpoint is None:
             return 0, state
         try:
-            for kind, parts in (("modules", modules), ("optimizers", optimizers), ("sparse", sparse_nets)):
+            for kind, parts in (("modules", modules), ("optimizers", optimizers)):
                 for name, part in parts.items():
                     part.load_state_dict(checkpoint[kind][name])
+            for name, sparse in sparse_nets.items():
+                load_sparse_state(sparse, checkpoint["sparse"][name])
             set_env_state(env, checkpoint["env"])
         except (KeyError, RuntimeError, ValueError) as e:
             # torch's load_state_dict says "Error(s) in loading state_dict for Actor:" and lists the problems on the
@@ -1380,8 +1333,9 @@ class Run:
             loop |= {"rb_rng": self.buffer.rng, "buffer": state if args.checkpoint_buffer else None}
         checkpoint = {"format": CHECKPOINT_FORMAT, "script": self.script, "args": dict(vars(args)), "run_dir": self.dir}
         checkpoint |= {"run_dir_abs": os.path.abspath(self.dir), "global_step": step}
-        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers), ("sparse", self.sparse_nets)):
+        for kind, parts in (("modules", self.modules), ("optimizers", self.optimizers)):
             checkpoint[kind] = {name: part.state_dict() for name, part in parts.items()}
+        checkpoint["sparse"] = {name: sparse_state(sparse) for name, sparse in self.sparse_nets.items()}
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         rng["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         save_checkpoint(self.dir, checkpoint | {"env": env_state(self.env), "rng": rng, "loop": loop})
@@ -1449,11 +1403,23 @@ class Run:
         return summary
 
 
+def sparsity_stats(sparse: SparseNetwork) -> dict[str, float]:
+    """Scalars for the logs: per-layer density, overall density, mask change of the last update, fraction of weights
+    ever active, inference FLOPs per sample and cumulative training FLOPs (also relative to dense)."""
+    layers, total = sparse.layers, sparse.total_weights()
+    out = {f"density/{name}": sparse.nnz.get(name, m.weight.numel()) / m.weight.numel() for name, m in layers.items()}
+    ever = sum(int(sparse.ever_active[n].sum()) if n in sparse.masks else m.weight.numel() for n, m in layers.items())
+    out |= {"density": sparse.active_weights() / total, "mask_change": sparse.last_mask_change}
+    out |= {"ever_active": ever / total, "inference_flops": sparse.flops, "train_flops": sparse.train_flops}
+    out["train_flops_vs_dense"] = sparse.train_flops / max(sparse.dense_train_flops, 1.0)
+    return out
+
+
 def log_sparsity(writer: SummaryWriter, sparse_nets: dict[str, SparseNetwork], step: int) -> None:
     """Write every network's sparsity scalars under sparsity/<net>/, and all networks' training FLOPs relative to
     dense under sparsity/train_flops_vs_dense."""
     for net_name, sparse in sparse_nets.items():
-        for key, value in sparse.stats().items():
+        for key, value in sparsity_stats(sparse).items():
             writer.add_scalar(f"sparsity/{net_name}/{key}", value, step)
     dense_flops = sum(s.dense_train_flops for s in sparse_nets.values())
     if dense_flops > 0:
@@ -1586,6 +1552,28 @@ def set_env_state(env: object, states: list[dict]) -> None:
             mujoco.mj_setState(obj.model, obj.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
         if "ale" in state:
             obj.ale.restoreState(state["ale"])
+
+
+SPARSE_COUNTERS = ("step", "last_mask_change", "updates", "train_flops", "dense_train_flops")
+
+
+def sparse_state(sparse: SparseNetwork) -> dict:
+    """What a resumed run needs of a SparseNetwork besides the weights: masks, ever-active sets, step, cost counters."""
+    state = {"masks": {name: mask.clone() for name, mask in sparse.masks.items()}}
+    state["ever_active"] = {name: ever.clone() for name, ever in sparse.ever_active.items()}
+    return state | {key: getattr(sparse, key) for key in SPARSE_COUNTERS}
+
+
+def load_sparse_state(sparse: SparseNetwork, state: dict) -> None:
+    shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
+    if shapes != {name: tuple(mask.shape) for name, mask in sparse.masks.items()}:
+        raise BadInput(f"masked layers {shapes} do not match this network's")
+    for name, mask in sparse.masks.items():
+        mask.copy_(state["masks"][name])  # in place: the cached mask list stays valid
+        sparse.ever_active[name] = state["ever_active"][name].to(mask.device).clone()
+    for key in SPARSE_COUNTERS:
+        setattr(sparse, key, state[key])
+    sparse.refresh_counts()
 
 
 def save_checkpoint(run_dir: str, checkpoint: dict) -> str:
