@@ -440,7 +440,6 @@ class SparseNetwork:
         drop-and-grow, or a gradual-pruning step); then add the step's training FLOPs under the topology now in force.
         Call after loss.backward() (RigL grows by the dense gradient, so before mask_gradients()) and before
         optimizer.step(). Returns True on a mask update."""
-        self.kernels.watch(optimizer)  # with --sparse-kernels, Adam steps a kernel layer's active weights only
         self.step += 1
         updated = False
         if self.method in ("set", "rigl") and self.masks and self._due(self.update_start, self.update_end):
@@ -987,7 +986,7 @@ class SparseKernels:
 
     def __init__(self, net: "SparseNetwork", mode: str) -> None:
         self.threshold = self.threshold_of(mode)
-        self.net, self.timed, self.verdicts, self.watched = net, mode == "auto", {}, set()
+        self.net, self.timed, self.verdicts = net, mode == "auto", {}
         linear = [name for name in net.masks if isinstance(net.layers[name], nn.Linear)]
         self.kernels: dict[str, LinearKernel | None] = dict.fromkeys(linear if self.threshold is not None else [])
         self.attach(net.layers)
@@ -1021,42 +1020,6 @@ class SparseKernels:
                     self.verdicts[key] = self._sparse_is_faster(self.net.layers[name], kernel)
                 kernel = kernel if self.verdicts[key] else None
             self.kernels[name] = kernel
-
-    def watch(self, optimizer: torch.optim.Optimizer) -> None:
-        """Once per optimizer: if it is fused Adam, its step first runs `adam_on_active` on this network's layers."""
-        if id(optimizer) in self.watched or not any(k is not None for k in self.kernels.values()):
-            return
-        self.watched.add(id(optimizer))
-        plain = all(g["fused"] and not (g["amsgrad"] or g["maximize"]) for g in optimizer.param_groups)
-        if type(optimizer) is torch.optim.Adam and plain:  # (AdamW subclasses Adam: its decay differs)
-            optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.adam_on_active(opt))
-
-    @torch.no_grad()
-    def adam_on_active(self, optimizer: torch.optim.Adam) -> None:
-        """Adam's step (torch's fused kernel, the group's settings) on the active weights of each layer on kernels,
-        gathered and scattered back; the weight then skips the optimizer's own step (its grad is set to None). The
-        result is the dense step's: at inactive positions weight, gradient and both moments are zero, and Adam leaves
-        them at zero. The moments and step count stay in optimizer.state, as Adam keeps them (checkpoints unchanged).
-        A drop-and-grow step is covered too: the kernel is rebuilt for the new mask before optimizer.step()."""
-        for name, kernel in self.kernels.items():
-            w = self.net.layers[name].weight
-            if kernel is None or w.grad is None:
-                continue
-            group = next(g for g in optimizer.param_groups if any(p is w for p in g["params"]))
-            state = optimizer.state[w]
-            if not state:  # Adam's own first-step initialization
-                state.update(step=torch.zeros((), device=w.device), exp_avg=torch.zeros_like(w))
-                state["exp_avg_sq"] = torch.zeros_like(w)
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            active = [t.view(-1)[kernel.flat] for t in (w, w.grad, m, v)]  # gathered copies
-            state["step"] += 1
-            beta1, beta2 = group["betas"]
-            lr, decay, eps = group["lr"], group["weight_decay"], group["eps"]
-            adam = dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=decay, eps=eps, amsgrad=False, maximize=False)
-            torch._fused_adam_(*[[t] for t in active], [], [state["step"]], **adam)
-            for t, values in zip((w, m, v), (active[0], *active[2:])):
-                t.view(-1)[kernel.flat] = values
-            w.grad = None
 
     def forward(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         kernel, net = self.kernels[name], self.net
