@@ -18,6 +18,7 @@ medians, with the spread of the per-round speedups. JSON goes to benchmark/resul
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -37,11 +38,30 @@ import sparse_td3_continuous as td3  # noqa: E402
 
 OBS, ACT = 17, 6  # HalfCheetah
 VARIANTS = ("dense", "masked", "kernels")
+SCRIPTS = {"td3": "sparse_td3_continuous", "sac": "sparse_sac_continuous"}
 
 
-def build(agent: str, width: int, sparsity: float, variant: str, kernels: str, batch: int, dist: str | None) -> dict:
-    """The networks, optimizers and sparse state of one agent, built as its script builds them."""
-    module = td3 if agent == "td3" else sac
+def load_script(root: str, script: str) -> object:
+    """An agent's script from another checkout, as a module of its own name (it does not replace this one's)."""
+    spec = importlib.util.spec_from_file_location(f"baseline_{script}", os.path.join(root, f"{script}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(
+    agent: str,
+    width: int,
+    sparsity: float,
+    variant: str,
+    kernels: str,
+    batch: int,
+    dist: str | None,
+    scripts: dict | None = None,
+) -> dict:
+    """The networks, optimizers and sparse state of one agent, built as its script builds them; `scripts`: the
+    agents' modules to build from (default: this checkout's)."""
+    module = (scripts or {"td3": td3, "sac": sac})[agent]
     defaults = module.Args()
     low, high = -np.ones(ACT, dtype=np.float32), np.ones(ACT, dtype=np.float32)
     critic = module.QNetwork if agent == "td3" else module.SoftQNetwork
@@ -58,7 +78,7 @@ def build(agent: str, width: int, sparsity: float, variant: str, kernels: str, b
         distribution=dist or defaults.sparsity_distribution,
         dense_first_layer=defaults.dense_first_layer,
         dense_output_layer=defaults.dense_output_layer,
-        sparse_kernels=kernels if variant == "kernels" else "off",
+        sparse_kernels=kernels if variant in ("kernels", "baseline") else "off",
     )
     examples = {"actor": (torch.zeros(1, OBS),), "qf1": (torch.zeros(1, OBS), torch.zeros(1, ACT))}
     examples["qf2"] = examples["qf1"]
@@ -73,8 +93,8 @@ def build(agent: str, width: int, sparsity: float, variant: str, kernels: str, b
         target_weights=[(sparse[name], sparse[name].weights_of(t)) for name, t in targets.items()],
         online=[p for name in targets for p in nets[name].parameters()],
         target_params=[p for t in targets.values() for p in t.parameters()],
-        q_opt=torch.optim.Adam(td3.weight_decay_groups([nets["qf1"], nets["qf2"]], 0.0), lr=3e-4, fused=True),
-        actor_opt=torch.optim.Adam(td3.weight_decay_groups([nets["actor"]], 0.0), lr=3e-4, fused=True),
+        q_opt=torch.optim.Adam(module.weight_decay_groups([nets["qf1"], nets["qf2"]], 0.0), lr=3e-4, fused=True),
+        actor_opt=torch.optim.Adam(module.weight_decay_groups([nets["actor"]], 0.0), lr=3e-4, fused=True),
         policy_frequency=defaults.policy_frequency,
         batch=batch,
         sparse_layers={
@@ -175,12 +195,23 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="gradient steps per timing (even)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--baseline",
+        help="a checkout of another commit (e.g. from `git worktree add`): its kernels are timed as a fourth variant, "
+        "'baseline', in the same rotation, for a paired before/after ratio",
+    )
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmark", "results", "sparse_kernels.json"))
     opts = parser.parse_args()
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    variants, base_scripts, base_commit = VARIANTS, None, None
+    if opts.baseline:
+        variants = (*VARIANTS, "baseline")
+        base_scripts = {agent: load_script(opts.baseline, script) for agent, script in SCRIPTS.items()}
+        cmd = ["git", "rev-parse", "--short", "HEAD"]
+        base_commit = subprocess.run(cmd, capture_output=True, text=True, cwd=opts.baseline).stdout.strip()
     rows = []
     print(f"one thread, batch {opts.batch_size}, {opts.rounds} rounds of {opts.steps} steps; kernels={opts.kernels}")
     print(
@@ -192,8 +223,17 @@ def main() -> None:
             for sparsity in opts.sparsities:
                 try:
                     setups = {
-                        v: build(agent, width, sparsity, v, opts.kernels, opts.batch_size, opts.distribution)
-                        for v in VARIANTS
+                        v: build(
+                            agent,
+                            width,
+                            sparsity,
+                            v,
+                            opts.kernels,
+                            opts.batch_size,
+                            opts.distribution,
+                            base_scripts if v == "baseline" else None,
+                        )
+                        for v in variants
                     }
                 except (td3.BadInput, sac.BadInput) as e:  # e.g. TD3's dense output layer at 99% and width 256
                     print(f"| {agent} | {width} | {sparsity} | skipped: {e} |||||")
@@ -212,11 +252,12 @@ def main() -> None:
                 ]
                 for setup in setups.values():
                     time_steps(setup, 2, batches)  # warm-up
-                times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+                times: dict[str, list[float]] = {v: [] for v in variants}
+                n = len(variants)
                 for r in range(opts.rounds):
-                    for v in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
+                    for v in variants[r % n :] + variants[: r % n]:
                         times[v].append(time_steps(setups[v], opts.steps, batches))
-                for v in VARIANTS:
+                for v in variants:
                     ratios = [d / t for d, t in zip(times["dense"], times[v])]
                     row = dict(
                         agent=agent,
@@ -228,6 +269,11 @@ def main() -> None:
                         best_ms=1e3 * min(times[v]),
                         speedup_median=statistics.median(times["dense"]) / statistics.median(times[v]),
                         speedup_range=[min(ratios), max(ratios)],
+                        **(
+                            dict(vs_baseline=[b / t for b, t in zip(times["baseline"], times[v])])
+                            if v == "kernels" and opts.baseline
+                            else {}
+                        ),
                         sparse_kernel_layers=setups[v]["sparse_layers"],
                         layer_sparsity=setups[v]["layer_sparsity"],
                     )
@@ -235,6 +281,13 @@ def main() -> None:
                     print(
                         f"| {agent} | {width} | {sparsity} | {v} | {row['median_ms']:.2f} | {row['best_ms']:.2f} "
                         f"| {row['speedup_median']:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |",
+                        flush=True,
+                    )
+                if opts.baseline:
+                    paired = rows[-2]["vs_baseline"]
+                    print(
+                        f"| {agent} | {width} | {sparsity} | kernels vs baseline {base_commit} | median "
+                        f"{statistics.median(paired):.2f}x | per-round {min(paired):.2f}-{max(paired):.2f} |||",
                         flush=True,
                     )
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
@@ -248,6 +301,7 @@ def main() -> None:
         rounds=opts.rounds,
         kernels=opts.kernels,
         distribution=opts.distribution,
+        baseline_commit=base_commit,
     )
     with open(opts.out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
