@@ -491,3 +491,39 @@ def test_check_sparse_args_messages():
     ]:
         with pytest.raises(ValueError, match=match):
             check_sparse_args(**{**ok, **change})
+
+
+# --- ready for a GPU ---
+
+
+@pytest.mark.parametrize("method", ["static", "set", "rigl", "prune"])
+def test_ordinary_steps_do_not_wait_for_the_device_and_masks_stay_in_place(method, monkeypatch):
+    """On a GPU a host sync (.item(), bool/int/float of a tensor) stalls the step, and a captured graph needs its
+    tensors to stay where they are: a step that changes no topology (count, mask the gradients, re-mask a target)
+    reads nothing back, and the masks keep their storage through every update."""
+    net, sparse = sparse_mlp((8, 32, 32, 4), method=method, sparsity=0.8, update_interval=5, update_end=40,
+                             prune_start=0, prune_end=40, drop_fraction=0.3)  # fmt: skip
+    target = copy.deepcopy(net)
+    target_weights = sparse.weights_of(target)
+    storage = {name: mask.data_ptr() for name, mask in sparse.masks.items()}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    syncs = []
+    for name in ("item", "__bool__", "__int__", "__float__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(
+            torch.Tensor, name, functools.partialmethod(lambda t, f, n: syncs.append(n) or f(t), original, name)
+        )
+    updates = 0
+    for _ in range(20):
+        loss = net(torch.randn(16, 8)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        before = len(syncs)
+        updated = sparse.update_topology_if_due(opt)
+        sparse.mask_gradients()
+        sparse.apply_masks_(target_weights)
+        updates += updated
+        assert updated or len(syncs) == before, f"host sync on an ordinary step: {syncs[before:]}"
+        opt.step()
+    assert updates >= (0 if method == "static" else 3)  # the updates ran (and may read counts back)
+    assert {name: mask.data_ptr() for name, mask in sparse.masks.items()} == storage
