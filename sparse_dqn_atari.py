@@ -9,7 +9,7 @@ static masks, SET and gradual magnitude pruning through --sparse-method.
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map, in the order to learn it: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
+Map of the file, in learning order: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
 gradual pruning, schedules, FLOP counts); DQN's Q-networks (Dopamine's 'SAME' padding), epsilon schedule and replay
 buffer (frame stacks and episode ends: `record_step`); `train()`, its setup and loop; what train() calls around it
 (environments and Atari preprocessing, evaluation, resumed-buffer refill, checks, tuned settings: `resolve_args`); the

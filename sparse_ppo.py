@@ -10,7 +10,7 @@ one file. RigL at 90% sparsity (ERK) by default; static masks, SET and gradual m
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map, in the order to learn it: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
+Map of the file, in learning order: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
 gradual pruning, schedules, FLOP counts); PPO's agent and the bootstrap of truncated episodes; `train()`, its setup and
 loop; what train() calls around it (environments, observation and reward normalization, evaluation, checks, tuned
 settings: `resolve_args`); the optional sparse-kernels section; the run infrastructure (`Run`: logs, summaries,

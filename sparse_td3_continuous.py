@@ -10,7 +10,7 @@ positions. --sparse-method gives every method studied in [G]: static masks, SET,
 [S] Sokar, Mocanu, Mocanu, Pechenizkiy, Stone, "Dynamic Sparse Training for Deep Reinforcement Learning",
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
-Map, in the order to learn it: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
+Map of the file, in learning order: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
 gradual pruning, schedules, FLOP counts); TD3's networks and replay buffer (`add_transitions`: gymnasium's autoreset);
 `train()`, its setup and loop; what train() calls around it (environments, evaluation, resumed-buffer refill, checks);
 the optional sparse-kernels section; the run infrastructure (`Run`: logs, summaries, checkpoints, resume; skip it on a
