@@ -1623,6 +1623,7 @@ def sparse_state(sparse: SparseNetwork) -> dict:
 
 
 def load_sparse_state(sparse: SparseNetwork, state: dict) -> None:
+    """Put `sparse_state`'s values back (BadInput if the masked layers differ); recount active weights and FLOPs."""
     shapes = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
     if shapes != {name: tuple(mask.shape) for name, mask in sparse.masks.items()}:
         raise BadInput(f"masked layers {shapes} do not match this network's")
