@@ -828,32 +828,47 @@ def check_args(args: Args) -> dict[str, float]:
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
+def csr_product(
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    values: torch.Tensor,
+    shape: tuple,
+    dense: torch.Tensor,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(CSR matrix) @ dense (+ bias per row). Written as addmm, which writes its output once: torch.mm would first
+    zero-fill it and then copy it."""
+    sparse = torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+    if bias is not None:
+        return torch.addmm(bias.unsqueeze(1), sparse, dense)
+    return torch.addmm(dense.new_zeros(()).expand(shape[0], dense.shape[1]), sparse, dense, beta=0.0)
+
+
 class SparseLinearFunction(torch.autograd.Function):
-    """y = x W^T + b on the active weights: forward W_csr @ x^T, input gradient W^T_csr @ grad_y^T, weight gradient
-    grad_y^T x sampled at the active positions only and scattered into a dense zero tensor."""
+    """y = x W^T + b on the active weights, computed feature-major: y^T = W_csr x^T, the input gradient
+    W^T_csr grad_y^T, and the weight gradient grad_y^T x sampled at the active positions only. Takes and returns
+    [batch, features] tensors laid out as [features, batch] (transposed views)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: "LinearKernel"):
         values = weight.detach().reshape(-1)[k.flat]  # the active weights, in CSR (row-major) order
-        ctx.save_for_backward(x, values)
-        ctx.k = k
-        y = torch.mm(torch.sparse_csr_tensor(k.crow, k.col, values, k.shape, check_invariants=False), x.t())
-        # Row-major out and in (the transposes cost less than what mixed layouts cost elementwise ops downstream)
-        return y.t().contiguous() if bias is None else torch.add(bias, y.t()).contiguous()
+        x_t = x.t().contiguous()  # no copy when the layer before was feature-major too
+        ctx.save_for_backward(x_t, values)
+        ctx.k, ctx.weight = k, weight
+        return csr_product(k.crow, k.col, values, k.shape, x_t, bias).t()
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        (x, values), k = ctx.saved_tensors, ctx.k
-        grad_x = grad_w = grad_b = None
+        (x_t, values), k = ctx.saved_tensors, ctx.k
+        grad_y_t = grad_y.t().contiguous()  # no copy when the gradient arrives feature-major
+        grad_x = grad_b = None
         if ctx.needs_input_grad[0]:
-            w_t = torch.sparse_csr_tensor(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], check_invariants=False)
-            grad_x = torch.mm(w_t, grad_y.t()).t().contiguous()
+            grad_x = csr_product(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], grad_y_t).t()
         if ctx.needs_input_grad[1]:
-            grad_w = grad_y.new_zeros(k.shape)
-            grad_w.view(-1)[k.flat] = torch.sparse.sampled_addmm(k.pattern, grad_y.t(), x, beta=0.0).values()
+            k.add_grad(ctx.weight, torch.sparse.sampled_addmm(k.pattern, grad_y_t, x_t.t(), beta=0.0).values())
         if ctx.needs_input_grad[2]:
-            grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None
+            grad_b = grad_y_t.sum(1)
+        return grad_x, None, grad_b, None  # the weight's gradient is already in weight.grad (add_grad)
 
 
 class LinearKernel:
@@ -870,6 +885,20 @@ class LinearKernel:
         self.col_t = rows[self.perm]
         zeros = torch.zeros(len(self.flat), dtype=mask.dtype, device=mask.device)
         self.pattern = torch.sparse_csr_tensor(self.crow, self.col, zeros, self.shape, check_invariants=False)
+        self.grad, self.grad_of = None, None
+
+    def add_grad(self, weight: torch.Tensor, values: torch.Tensor) -> None:
+        """Add the gradient at the active positions to weight.grad. The weight's first gradient after zero_grad()
+        goes into a dense tensor kept from step to step and zero at every inactive position (nothing writes there:
+        masking, clipping and Adam's weight decay all leave zeros at zero), so a step writes only the active values
+        instead of allocating and zero-filling a whole dense gradient, which costs more than the sparse products."""
+        if weight.grad is not None:
+            weight.grad.view(-1).index_add_(0, self.flat, values)
+            return
+        if self.grad_of is not weight:  # first use, or another copy of the layer: a buffer of its own
+            self.grad, self.grad_of = torch.zeros(self.shape, dtype=values.dtype, device=values.device), weight
+        self.grad.view(-1)[self.flat] = values
+        weight.grad = self.grad
 
 
 class SparseKernels:
@@ -883,8 +912,11 @@ class SparseKernels:
     def __init__(self, net: "SparseNetwork", mode: str) -> None:
         self.threshold = self.threshold_of(mode)
         self.net, self.timed, self.verdicts = net, mode == "auto", {}
-        linear = [name for name in net.masks if isinstance(net.layers[name], nn.Linear)]
-        self.kernels: dict[str, LinearKernel | None] = dict.fromkeys(linear if self.threshold is not None else [])
+        linear = [name for name, layer in net.layers.items() if isinstance(layer, nn.Linear)]
+        # Every Linear layer goes through forward() (the dense ones too: see there); only masked ones get kernels.
+        self.routed = linear if self.threshold is not None else []
+        self.kernels: dict[str, LinearKernel | None] = {name: None for name in self.routed if name in net.masks}
+        self.on = False  # any layer on kernels (refresh(), called once the masks exist, sets it)
         self.attach(net.layers)
 
     @staticmethod
@@ -902,7 +934,7 @@ class SparseKernels:
     def attach(self, layers: dict[str, nn.Module]) -> None:
         """Send these layers (the network's, or a copy's, read at its own weights) through forward(). The forward is
         an instance attribute: the modules and their state_dicts stay as they are."""
-        for name in self.kernels:
+        for name in self.routed:
             layers[name].forward = lambda x, name=name, layer=layers[name]: self.forward(name, layer, x)
 
     def refresh(self) -> None:
@@ -916,22 +948,32 @@ class SparseKernels:
                     self.verdicts[key] = self._sparse_is_faster(self.net.layers[name], kernel)
                 kernel = kernel if self.verdicts[key] else None
             self.kernels[name] = kernel
+        self.on = any(kernel is not None for kernel in self.kernels.values())
 
     def forward(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        kernel, net = self.kernels[name], self.net
+        """Once any layer of the network is on kernels, all its Linear layers compute feature-major ([features,
+        batch] in memory, handed on as transposed views): MKL's sparse products run about twice as fast with their
+        dense operand laid out that way, and activations then pass from layer to layer without transposing copies."""
+        if not self.on:
+            return nn.functional.linear(x, layer.weight, layer.bias)
+        kernel, net = self.kernels.get(name), self.net
+        x2 = x.reshape(-1, x.shape[-1])
         if kernel is None or (
             net.method in ("set", "rigl") and torch.is_grad_enabled() and net._due(net.update_start, net.update_end, 1)
         ):
-            return nn.functional.linear(x, layer.weight, layer.bias)
-        y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias, kernel)
+            w, b = layer.weight, layer.bias
+            y = (torch.mm(w, x2.t()) if b is None else torch.addmm(b.unsqueeze(1), w, x2.t())).t()
+        else:
+            y = SparseLinearFunction.apply(x2, layer.weight, layer.bias, kernel)
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
     def _sparse_is_faster(self, layer: nn.Linear, kernel: LinearKernel, repeats: int = 5) -> bool:
         """Time the layer's forward and backward, dense against sparse, alternated, after one warm-up round; the
         inputs are ones, so timing draws no random numbers."""
         w = layer.weight.detach().clone().requires_grad_()
-        x = torch.ones(self.net.batch_size, w.shape[1], device=w.device, requires_grad=True)
-        g = torch.ones(self.net.batch_size, w.shape[0], device=w.device)
+        # feature-major input and output gradient, as the layer would see them on kernels
+        x = torch.ones(w.shape[1], self.net.batch_size, device=w.device).t().requires_grad_()
+        g = torch.ones(w.shape[0], self.net.batch_size, device=w.device).t()
         runs = {
             "dense": lambda: nn.functional.linear(x, w).backward(g),
             "sparse": lambda: SparseLinearFunction.apply(x, w, None, kernel).backward(g),

@@ -94,6 +94,50 @@ def test_update_steps_run_dense_and_the_others_sparse(monkeypatch):
         opt.step()
 
 
+def test_a_network_on_kernels_passes_activations_feature_major():
+    """Once one layer is on kernels, every Linear layer of the network hands on [batch, features] tensors stored as
+    [features, batch], so no sparse product sees a transposed operand (the layout MKL needs copies for); the outputs
+    are those of the masked-dense network. With no layer on kernels the layers run as plain nn.Linear."""
+    torch.manual_seed(0)
+    net, plain = mlp(6, 64, 64, 3), mlp(6, 64, 64, 3)
+    sparse = SparseNetwork(net, (torch.zeros(1, 6),), 8, "static", 0.9, "uniform", sparse_kernels="0.85")
+    plain.load_state_dict(net.state_dict())
+    assert [name for name, k in sparse.kernels.kernels.items() if k is not None] == ["0", "2", "4"]
+    outputs = []
+    for layer in (net[0], net[2], net[4]):
+        layer.register_forward_hook(lambda module, inputs, out: outputs.append(out))
+    x = torch.randn(8, 6)
+    torch.testing.assert_close(net(x), plain(x))
+    assert [tuple(out.stride()) for out in outputs] == [(1, 8)] * 3  # feature-major, batch of 8
+    off = SparseNetwork(mlp(6, 64, 3), (torch.zeros(1, 6),), 8, "static", 0.5, "uniform", sparse_kernels="0.9")
+    assert not off.kernels.on and off.layers["0"](x).is_contiguous()
+
+
+def test_weight_gradients_accumulate_in_a_buffer_that_stays_zero_where_inactive():
+    """Two backward passes without zero_grad() add up, as autograd's do; after zero_grad() the next gradient lands
+    in the same buffer, whose inactive positions are still zero after Adam with weight decay has stepped on it."""
+    torch.manual_seed(0)
+    net, plain = mlp(6, 64, 3), mlp(6, 64, 3)
+    sparse = SparseNetwork(net, (torch.zeros(1, 6),), 8, "static", 0.9, "uniform", sparse_kernels="0")
+    plain.load_state_dict(net.state_dict())
+    x1, x2 = torch.randn(8, 6), torch.randn(8, 6)
+    for model in (net, plain):
+        model(x1).pow(2).sum().backward()
+        model(x2).pow(2).sum().backward()
+    masks = [sparse.masks["0"], 1, sparse.masks["2"], 1]  # the dense network's weight gradients, masked
+    for a, b, mask in zip(net.parameters(), plain.parameters(), masks, strict=True):
+        torch.testing.assert_close(a.grad, b.grad * mask)
+    weight, inactive = net[0].weight, sparse.masks["0"] == 0
+    buffer = weight.grad
+    opt = torch.optim.Adam(td3.weight_decay_groups([net], 0.1), lr=1e-2, fused=True)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(8, 6)).pow(2).mean().backward()
+        assert weight.grad is buffer and torch.all(buffer[inactive] == 0)
+        opt.step()
+    assert torch.all(weight[inactive] == 0) and torch.all(buffer[inactive] == 0)
+
+
 def test_targets_registered_by_weights_of_compute_on_the_kernels():
     """A target copy computes on the kernels at its own weights: the same outputs as the dense copy, and it reads
     only the positions active in the online network (a value left at an inactive one is not used)."""
