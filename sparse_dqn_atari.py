@@ -1131,7 +1131,8 @@ class SparseLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: "LinearKernel"):
-        values = weight.detach().reshape(-1)[k.flat]  # the active weights, in CSR (row-major) order
+        # the active weights, in CSR (row-major) order; index_select gathers about twice as fast as w[idx]
+        values = weight.detach().reshape(-1).index_select(0, k.flat)
         x_t = x.t().contiguous()  # no copy when the layer before was feature-major too
         ctx.save_for_backward(x_t, values)
         ctx.k, ctx.weight = k, weight
@@ -1143,7 +1144,7 @@ class SparseLinearFunction(torch.autograd.Function):
         grad_y_t = grad_y.t().contiguous()  # no copy when the gradient arrives feature-major
         grad_x = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = csr_product(k.crow_t, k.col_t, values[k.perm], k.shape[::-1], grad_y_t).t()
+            grad_x = csr_product(k.crow_t, k.col_t, values.index_select(0, k.perm), k.shape[::-1], grad_y_t).t()
         if ctx.needs_input_grad[1]:
             k.add_grad(ctx.weight, torch.sparse.sampled_addmm(k.pattern, grad_y_t, x_t.t(), beta=0.0).values())
         if ctx.needs_input_grad[2]:
@@ -1169,15 +1170,16 @@ class LinearKernel:
 
     def add_grad(self, weight: torch.Tensor, values: torch.Tensor) -> None:
         """Add the gradient at the active positions to weight.grad. The weight's first gradient after zero_grad()
-        goes into a dense tensor kept from step to step and zero at every inactive position (nothing writes there:
-        masking, clipping and Adam's weight decay all leave zeros at zero), so a step writes only the active values
-        instead of allocating and zero-filling a whole dense gradient, which costs more than the sparse products."""
+        goes into a dense tensor kept from step to step, so a step writes only the active values instead of
+        allocating and zero-filling a whole dense gradient (which cost more than the sparse products). The buffer is
+        zero at inactive positions: only active ones are written here, and mask_gradients(), which every gradient
+        step runs, zeroes the rest of whatever .grad holds (masking, clipping and weight decay keep zeros at zero)."""
         if weight.grad is not None:
             weight.grad.view(-1).index_add_(0, self.flat, values)
             return
         if self.grad_of is not weight:  # first use, or another copy of the layer: a buffer of its own
             self.grad, self.grad_of = torch.zeros(self.shape, dtype=values.dtype, device=values.device), weight
-        self.grad.view(-1)[self.flat] = values
+        self.grad.view(-1).index_copy_(0, self.flat, values)
         weight.grad = self.grad
 
 
