@@ -704,9 +704,11 @@ def train(args: Args, given: set[str] | None = None) -> dict:
             q_optimizer.step()
 
             if grad_step % args.policy_frequency == 0:
+                qf1.requires_grad_(False)  # the actor's loss runs through qf1; qf1's own gradients would be discarded
                 actor_loss = -qf1(b_obs, actor(b_obs)).mean()
                 actor_optimizer.zero_grad()
                 actor_loss.backward()
+                qf1.requires_grad_(True)
                 actor_sparse.update_topology_if_due(actor_optimizer)
                 actor_sparse.mask_gradients()
                 actor_optimizer.step()

@@ -138,9 +138,11 @@ def td3_step(s: dict, step: int, batch: tuple) -> None:
         next_q = rewards + (1 - dones) * 0.99 * min_next.view(-1)
     critic_update(s, obs, actions, next_q)
     if step % s["policy_frequency"] == 0:
+        nets["qf1"].requires_grad_(False)  # as the script: no critic gradients from the actor's loss
         actor_loss = -nets["qf1"](obs, nets["actor"](obs)).mean()
         s["actor_opt"].zero_grad()
         actor_loss.backward()
+        nets["qf1"].requires_grad_(True)
         s["sparse"]["actor"].update_topology_if_due(s["actor_opt"])
         s["sparse"]["actor"].mask_gradients()
         s["actor_opt"].step()
@@ -158,6 +160,7 @@ def sac_step(s: dict, step: int, batch: tuple) -> None:
         next_q = rewards + (1 - dones) * 0.99 * (min_next - alpha * next_log_pi).view(-1)
     critic_update(s, obs, actions, next_q)
     if step % s["policy_frequency"] == 0:
+        nets["qf1"].requires_grad_(False), nets["qf2"].requires_grad_(False)  # as the script
         for _ in range(s["policy_frequency"]):
             pi, log_pi, _ = nets["actor"].get_action(obs)
             actor_loss = (alpha * log_pi - torch.min(nets["qf1"](obs, pi), nets["qf2"](obs, pi))).mean()
@@ -173,6 +176,7 @@ def sac_step(s: dict, step: int, batch: tuple) -> None:
             alpha_loss.backward()
             s["a_opt"].step()
             alpha = s["log_alpha"].exp().detach()
+        nets["qf1"].requires_grad_(True), nets["qf2"].requires_grad_(True)
     soft_update(s)
 
 

@@ -16,6 +16,8 @@ for the targets), so each phase can be timed alone and each rewrite tried withou
   twin_bmm      both critics (and both target critics) as one network: weights stacked [2, out, in], torch.baddbmm
   lean          fewer small ops: noise made in place, one cat of (obs, action) reused by both critics, no .view calls
   all           the three together
+  frozen_q      no critic weight gradients from the actor's loss (critic requires_grad off around it); the scripts
+                now do this, so their step is this variant, not "baseline" (docs/vs-cleanrl.md)
 Each round runs every variant for --steps steps in a rotated order; the table gives ms/step medians and each
 variant's per-round ratio to the baseline (median and range), the noise-robust figure on a busy machine.
 """
@@ -197,6 +199,7 @@ class Td3Step:
         self.torch_sample = variant in ("torch_sample", "all")
         self.twin = variant in ("twin_bmm", "all")
         self.lean = variant in ("lean", "all")
+        self.frozen_q = variant == "frozen_q"
         self.rb = TorchBuffer(rb) if self.torch_sample else rb
         self.actor, self.target_actor = Actor(), Actor()
         self.target_actor.load_state_dict(self.actor.state_dict())
@@ -253,6 +256,8 @@ class Td3Step:
         loss.backward()
         self.q_opt.step()
         if self.grad_step % POLICY_FREQUENCY == 0:
+            if self.frozen_q:
+                self.q1.requires_grad_(False)
             pi = self.actor(obs)
             if self.twin:
                 actor_loss = -self.q.q1(torch.cat([obs, pi], 1)).mean()
@@ -260,6 +265,8 @@ class Td3Step:
                 actor_loss = -self.q1(obs, pi).mean()
             self.a_opt.zero_grad()
             actor_loss.backward()
+            if self.frozen_q:
+                self.q1.requires_grad_(True)
             self.a_opt.step()
             with torch.no_grad():
                 torch._foreach_lerp_(self.targets, self.online, TAU)
@@ -340,7 +347,7 @@ def phases(opts: argparse.Namespace) -> None:
     print(f"matmul 256^3 on this thread: {gflops:.0f} GFLOP/s -> FLOP floor {floor_ms:.2f} ms/step")
 
 
-VARIANTS = ("baseline", "torch_sample", "twin_bmm", "lean", "all")
+VARIANTS = ("baseline", "torch_sample", "twin_bmm", "lean", "all", "frozen_q")
 
 
 def candidates(opts: argparse.Namespace) -> None:

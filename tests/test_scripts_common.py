@@ -143,3 +143,27 @@ def test_optional_dependency_missing_fails_with_one_line(script, flag, module):
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"error: {flag} needs {module}: pip install {module}" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["td3", "sac"])
+def test_the_actor_update_computes_no_critic_gradients(script, monkeypatch):
+    """The actor's loss backpropagates through the critics, but only the actor steps on it: the critics' weights
+    do not require gradients during that backward (nothing is computed for them), and do again afterwards."""
+    import test_sac
+    import test_td3
+
+    module, short = (test_td3.td3, test_td3.SHORT) if script == "td3" else (test_sac.sac, test_sac.SHORT)
+    critic_class = module.QNetwork if script == "td3" else module.SoftQNetwork
+    calls, forward, networks = [], critic_class.forward, []
+
+    def recording_forward(self, x, a):
+        if self not in networks:
+            networks.append(self)
+        calls.append((torch.is_grad_enabled(), self.fc1.weight.requires_grad))
+        return forward(self, x, a)
+
+    monkeypatch.setattr(critic_class, "forward", recording_forward)
+    module.train(module.Args(**{**short, "total_timesteps": 300}))
+    with_grad = [requires for enabled, requires in calls if enabled]
+    assert True in with_grad and False in with_grad  # critic losses, and actor losses through frozen critics
+    assert all(p.requires_grad for net in networks for p in net.parameters())
