@@ -745,7 +745,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
             if grad_step % args.policy_frequency == 0:  # TD3-style delay, compensated by as many actor updates
                 # The actor's loss runs through the critics; their own gradients would be discarded: not computed.
-                qf1.requires_grad_(False), qf2.requires_grad_(False)
+                qf1.requires_grad_(False)
+                qf2.requires_grad_(False)
                 for _ in range(args.policy_frequency):
                     pi, log_pi, _ = actor.get_action(b_obs)
                     min_qf_pi = torch.min(qf1(b_obs, pi), qf2(b_obs, pi))
@@ -764,7 +765,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                         alpha_loss.backward()
                         a_optimizer.step()
                         alpha = log_alpha.exp().detach()
-                qf1.requires_grad_(True), qf2.requires_grad_(True)
+                qf1.requires_grad_(True)
+                qf2.requires_grad_(True)
 
             if grad_step % args.target_network_frequency == 0:
                 with torch.no_grad():

@@ -15,6 +15,10 @@ medians, with the spread of the per-round speedups. JSON goes to benchmark/resul
 
     python benchmark/sparse_kernels.py                               # 256 and 1024 wide, 90/95/99% sparse
     python benchmark/sparse_kernels.py --widths 1024 --sparsities 0.99 --rounds 3 --steps 10
+    python benchmark/sparse_kernels.py --agents td3 --widths 1024 --sparsities 0.99 --kernels 0.95 --profile 10
+
+--profile N then runs N more steps of the kernels variant under torch.profiler and prints where its time goes: each
+operator's self time per step and share (the profiler inflates small ops, so read the shares, not the totals).
 """
 
 import argparse
@@ -160,7 +164,8 @@ def sac_step(s: dict, step: int, batch: tuple) -> None:
         next_q = rewards + (1 - dones) * 0.99 * (min_next - alpha * next_log_pi).view(-1)
     critic_update(s, obs, actions, next_q)
     if step % s["policy_frequency"] == 0:
-        nets["qf1"].requires_grad_(False), nets["qf2"].requires_grad_(False)  # as the script
+        for qf in (nets["qf1"], nets["qf2"]):  # as the script: no critic gradients from the actor's loss
+            qf.requires_grad_(False)
         for _ in range(s["policy_frequency"]):
             pi, log_pi, _ = nets["actor"].get_action(obs)
             actor_loss = (alpha * log_pi - torch.min(nets["qf1"](obs, pi), nets["qf2"](obs, pi))).mean()
@@ -176,7 +181,8 @@ def sac_step(s: dict, step: int, batch: tuple) -> None:
             alpha_loss.backward()
             s["a_opt"].step()
             alpha = s["log_alpha"].exp().detach()
-        nets["qf1"].requires_grad_(True), nets["qf2"].requires_grad_(True)
+        for qf in (nets["qf1"], nets["qf2"]):
+            qf.requires_grad_(True)
     soft_update(s)
 
 
@@ -187,6 +193,30 @@ def time_steps(s: dict, steps: int, batches: list[tuple]) -> float:
     for i in range(steps):
         take(s, i + 1, batches[i % len(batches)])
     return (time.perf_counter() - start) / steps
+
+
+def profile_steps(s: dict, steps: int, batches: list[tuple]) -> list[dict]:
+    """Self CPU time per step of each operator over `steps` profiled steps, largest first (the top 15 printed)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        time_steps(s, steps, batches)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)
+    out = [
+        dict(
+            op=e.key,
+            calls_per_step=e.count / steps,
+            self_ms_per_step=e.self_cpu_time_total / 1e3 / steps,
+            share=e.self_cpu_time_total / total,
+        )
+        for e in top
+    ]
+    print(f"profile of {steps} kernels steps ({total / 1e3 / steps:.1f} ms/step under the profiler):")
+    for row in out[:15]:
+        print(f"  {row['share']:6.1%}  {row['self_ms_per_step']:6.2f} ms  x{row['calls_per_step']:.1f}  {row['op']}")
+    return out
 
 
 def main() -> None:
@@ -204,6 +234,7 @@ def main() -> None:
         help="a checkout of another commit (e.g. from `git worktree add`): its kernels are timed as a fourth variant, "
         "'baseline', in the same rotation, for a paired before/after ratio",
     )
+    parser.add_argument("--profile", type=int, default=0, help="steps of the kernels variant to profile after timing")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmark", "results", "sparse_kernels.json"))
     opts = parser.parse_args()
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -287,6 +318,9 @@ def main() -> None:
                         f"| {row['speedup_median']:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |",
                         flush=True,
                     )
+                if opts.profile:
+                    kernels_row = next(r for r in reversed(rows) if r.get("variant") == "kernels")
+                    kernels_row["profile"] = profile_steps(setups["kernels"], opts.profile, batches)
                 if opts.baseline:
                     paired = rows[-2]["vs_baseline"]
                     print(

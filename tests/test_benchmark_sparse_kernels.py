@@ -17,7 +17,7 @@ spec.loader.exec_module(bench)
 def test_the_benchmark_times_every_variant_and_a_baseline(tmp_path, monkeypatch):
     out = tmp_path / "kernels.json"
     flags = ["--agents", "td3", "sac", "--widths", "64", "--sparsities", "0.9", "--kernels", "0"]
-    flags += ["--steps", "2", "--rounds", "2", "--baseline", ROOT, "--out", str(out)]
+    flags += ["--steps", "2", "--rounds", "2", "--baseline", ROOT, "--profile", "2", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", ["sparse_kernels.py", *flags])
     bench.main()
     result = json.loads(out.read_text())
@@ -31,3 +31,7 @@ def test_the_benchmark_times_every_variant_and_a_baseline(tmp_path, monkeypatch)
         assert rows["baseline"]["sparse_kernel_layers"] == rows["kernels"]["sparse_kernel_layers"]
         assert rows["kernels"]["sparse_kernel_layers"]["qf1"] == ["fc1", "fc2"]
         assert rows["dense"]["sparse_kernel_layers"] == {"actor": [], "qf1": [], "qf2": []}
+        # --profile: the kernels variant's operators, their shares adding up to the whole profiled time
+        profile = rows["kernels"]["profile"]
+        assert "profile" not in rows["dense"] and any(op["op"] == "aten::sparse_sampled_addmm" for op in profile)
+        assert abs(sum(op["share"] for op in profile) - 1.0) < 1e-6
