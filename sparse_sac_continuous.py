@@ -954,7 +954,7 @@ class LinearKernel:
     def add_grad(self, weight: torch.Tensor, values: torch.Tensor) -> None:
         """Add the gradient at the active positions to weight.grad. The weight's first gradient after zero_grad()
         goes into a dense tensor kept from step to step, so a step writes only the active values instead of
-        allocating and zero-filling a whole dense gradient (which cost more than the sparse products). The buffer is
+        allocating and zero-filling a whole dense gradient (at width 1024 one of the largest costs). The buffer is
         zero at inactive positions: only active ones are written here, and mask_gradients(), which every gradient
         step runs, zeroes the rest of whatever .grad holds (masking, clipping and weight decay keep zeros at zero)."""
         if weight.grad is not None:
