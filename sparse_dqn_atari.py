@@ -189,9 +189,6 @@ PROTOCOLS = {kind: {k: v[i] for k, v in SETTINGS_BY_PROTOCOL.items()} for i, kin
 # layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
 # masked. The formulas below are written out in the docstrings; they follow RigL's code (Evci et al., ICML 2020) and
 # the sparse-RL code of [G] (google-research/rigl, rigl/rl), against which they are tested.
-SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
-SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
-DROP_SCHEDULES = ("cosine", "constant")
 
 
 def maskable_layers(net: nn.Module) -> dict[str, nn.Module]:
@@ -320,7 +317,6 @@ class SparseNetwork:
     step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
     `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
     sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
-    (Its checkpoint state and logged scalars are read in the run infrastructure: sparse_state, sparsity_stats.)
     """
 
     def __init__(
@@ -343,19 +339,17 @@ class SparseNetwork:
         prune_end: int = 0,
         sparse_kernels: str = "off",
     ) -> None:
-        self.method, self.batch_size = method, batch_size
+        self.method, self.batch_size, self.update_start, self.update_end = method, batch_size, update_start, update_end
         self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
-        self.update_start, self.update_end = update_start, update_end
         self.prune_start, self.prune_end = prune_start, prune_end
         self.layers = maskable_layers(net)
         names = list(self.layers)
         dense = {names[0]} if dense_first_layer else set()
         dense |= {names[-1]} if dense_output_layer else set()
         shapes = {name: tuple(layer.weight.shape) for name, layer in self.layers.items()}
-        if method == "dense":
-            self.target_sparsity = dict.fromkeys(names, 0.0)
-        else:
-            self.target_sparsity = layer_sparsities(shapes, sparsity, distribution, dense)
+        self.target_sparsity = (
+            dict.fromkeys(names, 0.0) if method == "dense" else layer_sparsities(shapes, sparsity, distribution, dense)
+        )
         self.masks: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name, layer in self.layers.items():
@@ -378,11 +372,8 @@ class SparseNetwork:
         self.ever_active = {name: mask.bool() for name, mask in self.masks.items()}
         self._weights = [self.layers[name].weight for name in self.masks]
         self._mask_list = list(self.masks.values())
-        self.step = 0
-        self.last_mask_change = 0.0
-        self.updates = 0
-        self.train_flops = 0.0
-        self.dense_train_flops = 0.0
+        self.step, self.updates, self.last_mask_change = 0, 0, 0.0  # gradient steps, mask updates, last change
+        self.train_flops = self.dense_train_flops = 0.0  # cumulative training FLOPs, and a dense network's
         # Output positions per sample of each layer (1 for Linear, H*W for Conv2d), read off one forward pass.
         self._positions: dict[str, int] = {}
         name_of = {id(layer): name for name, layer in self.layers.items()}
@@ -1330,6 +1321,12 @@ def resolved(args: object, settings: dict) -> types.SimpleNamespace:
     derived from the flags) in their place. The flags as given stay in the summary and checkpoints, so that a resumed
     run resolves them again in the same way."""
     return types.SimpleNamespace(**{**vars(args), **settings})
+
+
+# The choices of the sparse flags (the CLI's Literal types refuse others; a call from Python is checked here).
+SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
+SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
+DROP_SCHEDULES = ("cosine", "constant")
 
 
 def check_sparse_args(

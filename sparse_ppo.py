@@ -187,9 +187,6 @@ PRUNE_WINDOW = (32_000 / 156_480, 120_000 / 156_480)
 # layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
 # masked. The formulas below are written out in the docstrings; they follow RigL's code (Evci et al., ICML 2020) and
 # the sparse-RL code of [G] (google-research/rigl, rigl/rl), against which they are tested.
-SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
-SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
-DROP_SCHEDULES = ("cosine", "constant")
 
 
 def maskable_layers(net: nn.Module) -> dict[str, nn.Module]:
@@ -318,7 +315,6 @@ class SparseNetwork:
     step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
     `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
     sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
-    (Its checkpoint state and logged scalars are read in the run infrastructure: sparse_state, sparsity_stats.)
     """
 
     def __init__(
@@ -341,19 +337,17 @@ class SparseNetwork:
         prune_end: int = 0,
         sparse_kernels: str = "off",
     ) -> None:
-        self.method, self.batch_size = method, batch_size
+        self.method, self.batch_size, self.update_start, self.update_end = method, batch_size, update_start, update_end
         self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
-        self.update_start, self.update_end = update_start, update_end
         self.prune_start, self.prune_end = prune_start, prune_end
         self.layers = maskable_layers(net)
         names = list(self.layers)
         dense = {names[0]} if dense_first_layer else set()
         dense |= {names[-1]} if dense_output_layer else set()
         shapes = {name: tuple(layer.weight.shape) for name, layer in self.layers.items()}
-        if method == "dense":
-            self.target_sparsity = dict.fromkeys(names, 0.0)
-        else:
-            self.target_sparsity = layer_sparsities(shapes, sparsity, distribution, dense)
+        self.target_sparsity = (
+            dict.fromkeys(names, 0.0) if method == "dense" else layer_sparsities(shapes, sparsity, distribution, dense)
+        )
         self.masks: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name, layer in self.layers.items():
@@ -376,11 +370,8 @@ class SparseNetwork:
         self.ever_active = {name: mask.bool() for name, mask in self.masks.items()}
         self._weights = [self.layers[name].weight for name in self.masks]
         self._mask_list = list(self.masks.values())
-        self.step = 0
-        self.last_mask_change = 0.0
-        self.updates = 0
-        self.train_flops = 0.0
-        self.dense_train_flops = 0.0
+        self.step, self.updates, self.last_mask_change = 0, 0, 0.0  # gradient steps, mask updates, last change
+        self.train_flops = self.dense_train_flops = 0.0  # cumulative training FLOPs, and a dense network's
         # Output positions per sample of each layer (1 for Linear, H*W for Conv2d), read off one forward pass.
         self._positions: dict[str, int] = {}
         name_of = {id(layer): name for name, layer in self.layers.items()}
@@ -666,19 +657,16 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
 
     def loop_state() -> dict:
-        """What the loop carries from one rollout to the next: a checkpoint saves it, a resumed run starts from it.
-        The normalization statistics are plain arrays, not pickled objects: a checkpoint loads anywhere."""
-        stats = {name: rms and rms.state() for name, rms in (("obs_rms", obs_rms), ("return_rms", return_rms))}
+        """What the loop carries from one rollout to the next: a checkpoint saves it, a resumed run starts from it."""
         steps = {"global_step": global_step, "grad_step": grad_step, "next_obs": next_obs, "next_done": next_done}
-        return {**steps, **stats, "discounted_return": discounted_return}
+        return {**steps, "discounted_return": discounted_return}
 
-    modules, optimizers = {"agent": agent}, {"optimizer": optimizer}
+    # The normalization statistics are saved and restored with the networks (plain arrays: state_dict).
+    stats = {name: rms for name, rms in (("obs_rms", obs_rms), ("return_rms", return_rms)) if rms is not None}
+    modules, optimizers = {"agent": agent, **stats}, {"optimizer": optimizer}
     start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, None, loop_state)
-    global_step, grad_step, next_obs, next_done, obs_stats, return_stats, discounted_return = state.values()
+    global_step, grad_step, next_obs, next_done, discounted_return = state.values()
     next_obs, next_done = next_obs.to(device), next_done.to(device)
-    for rms, saved in ((obs_rms, obs_stats), (return_rms, return_stats)):
-        if rms is not None:
-            rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
     # The checkpoint comes after its rollout's update, which logged at its step: the next rollout logs after it.
     writer = run.open(args.num_iterations * args.batch_size, 0, args.eval_frequency, args.eval_episodes, purge_after=1)
     run.clock.learning()  # PPO learns from its first step
@@ -812,7 +800,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
         run.checkpoint_if_due(global_step, iteration + 1, last)
         run.progress.update(global_step)
 
-    model = dict(obs_dim=obs_dim, act_dim=act_dim, continuous=continuous, obs_rms=obs_rms and obs_rms.state())
+    model = dict(obs_dim=obs_dim, act_dim=act_dim, continuous=continuous, obs_rms=obs_rms and obs_rms.state_dict())
     # PPO learns on every step; its speed is environment steps per second, evaluation excluded
     return run.finish(global_step, global_step, model, close=(envs, eval_env))
 
@@ -852,8 +840,11 @@ class RunningMeanStd:
     def normalize(self, x: np.ndarray) -> np.ndarray:
         return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
 
 
 def evaluate(
@@ -1154,6 +1145,12 @@ def resolved(args: object, settings: dict) -> types.SimpleNamespace:
     derived from the flags) in their place. The flags as given stay in the summary and checkpoints, so that a resumed
     run resolves them again in the same way."""
     return types.SimpleNamespace(**{**vars(args), **settings})
+
+
+# The choices of the sparse flags (the CLI's Literal types refuse others; a call from Python is checked here).
+SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
+SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
+DROP_SCHEDULES = ("cosine", "constant")
 
 
 def check_sparse_args(

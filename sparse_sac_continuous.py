@@ -10,7 +10,7 @@ pruning through --sparse-method, each with [G]'s tuned settings unless a flag ov
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in learning order: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
-gradual pruning, schedules, FLOP counts); SAC's networks and replay buffer (`add_transitions`: gymnasium's autoreset);
+gradual pruning, schedules, FLOP counts); SAC's networks and replay buffer (`ReplayBuffer.add`: gymnasium's autoreset);
 `train()`, its setup and loop; what train() calls around it (environments, evaluation, resumed-buffer refill, checks);
 the optional sparse-kernels section; the run infrastructure (`Run`: logs, summaries, checkpoints, resume; skip it on a
 first read). The three sections are the same text in every script. Results and deviations from the papers: docs/sac.md.
@@ -160,9 +160,6 @@ TUNED = {
 # layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
 # masked. The formulas below are written out in the docstrings; they follow RigL's code (Evci et al., ICML 2020) and
 # the sparse-RL code of [G] (google-research/rigl, rigl/rl), against which they are tested.
-SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
-SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
-DROP_SCHEDULES = ("cosine", "constant")
 
 
 def maskable_layers(net: nn.Module) -> dict[str, nn.Module]:
@@ -291,7 +288,6 @@ class SparseNetwork:
     step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
     `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
     sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
-    (Its checkpoint state and logged scalars are read in the run infrastructure: sparse_state, sparsity_stats.)
     """
 
     def __init__(
@@ -314,19 +310,17 @@ class SparseNetwork:
         prune_end: int = 0,
         sparse_kernels: str = "off",
     ) -> None:
-        self.method, self.batch_size = method, batch_size
+        self.method, self.batch_size, self.update_start, self.update_end = method, batch_size, update_start, update_end
         self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
-        self.update_start, self.update_end = update_start, update_end
         self.prune_start, self.prune_end = prune_start, prune_end
         self.layers = maskable_layers(net)
         names = list(self.layers)
         dense = {names[0]} if dense_first_layer else set()
         dense |= {names[-1]} if dense_output_layer else set()
         shapes = {name: tuple(layer.weight.shape) for name, layer in self.layers.items()}
-        if method == "dense":
-            self.target_sparsity = dict.fromkeys(names, 0.0)
-        else:
-            self.target_sparsity = layer_sparsities(shapes, sparsity, distribution, dense)
+        self.target_sparsity = (
+            dict.fromkeys(names, 0.0) if method == "dense" else layer_sparsities(shapes, sparsity, distribution, dense)
+        )
         self.masks: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name, layer in self.layers.items():
@@ -349,11 +343,8 @@ class SparseNetwork:
         self.ever_active = {name: mask.bool() for name, mask in self.masks.items()}
         self._weights = [self.layers[name].weight for name in self.masks]
         self._mask_list = list(self.masks.values())
-        self.step = 0
-        self.last_mask_change = 0.0
-        self.updates = 0
-        self.train_flops = 0.0
-        self.dense_train_flops = 0.0
+        self.step, self.updates, self.last_mask_change = 0, 0, 0.0  # gradient steps, mask updates, last change
+        self.train_flops = self.dense_train_flops = 0.0  # cumulative training FLOPs, and a dense network's
         # Output positions per sample of each layer (1 for Linear, H*W for Conv2d), read off one forward pass.
         self._positions: dict[str, int] = {}
         name_of = {id(layer): name for name, layer in self.layers.items()}
@@ -589,32 +580,28 @@ class ReplayBuffer:
         self.size, self.pos, self.full = size, 0, False
         self.rng = np.random.default_rng(seed)
 
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
-        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
-        self.pos = (self.pos + 1) % self.size
-        self.full = self.full or self.pos == 0
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminations: np.ndarray,
+        autoreset: np.ndarray,
+    ) -> None:
+        """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+        returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step
+        that ended the episode already carried the true final observation in `next_obs`."""
+        for i in np.flatnonzero(~autoreset):
+            self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs[i], actions[i], rewards[i]
+            self.next_obs[self.pos], self.terminations[self.pos] = next_obs[i], terminations[i]
+            self.pos = (self.pos + 1) % self.size
+            self.full = self.full or self.pos == 0
 
     def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
         arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
         return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
-
-
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
 
 
 def train(args: Args, given: set[str] | None = None) -> dict:
@@ -661,20 +648,20 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=args.q_lr, fused=True)
     actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=args.policy_lr, fused=True)
 
+    modules = dict(actor=actor, qf1=qf1, qf2=qf2, qf1_target=qf1_target, qf2_target=qf2_target)
     optimizers = dict(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
     # Automatic entropy tuning; alpha stays a tensor so the hot loop has no .item()
     if args.autotune:
         target_entropy = -float(act_dim)
-        log_alpha = torch.zeros(1, requires_grad=True, device=device)
+        log_alpha = nn.Parameter(torch.zeros(1, device=device))
+        modules["log_alpha"] = nn.ParameterDict({"log_alpha": log_alpha})  # saved and restored with the networks
         optimizers["a_optimizer"] = a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
-    alpha = log_alpha.exp().detach() if args.autotune else torch.tensor(args.alpha, device=device)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, args.seed)
     envs.action_space.seed(args.seed)
     eval_env = gym.make(args.env_id)
     obs, _ = envs.reset(seed=args.seed)
-    # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
-    autoreset = np.zeros(args.num_envs, dtype=bool)
+    autoreset = np.zeros(args.num_envs, dtype=bool)  # envs whose next step only resets them (see ReplayBuffer.add)
     grad_step, actor_loss, alpha_loss = 0, torch.zeros(()), torch.zeros(())
 
     def act(obs: np.ndarray, global_step: int) -> np.ndarray:
@@ -687,17 +674,12 @@ def train(args: Args, given: set[str] | None = None) -> dict:
 
     def loop_state() -> dict:
         """What the loop carries from one iteration to the next: a checkpoint saves it, a resumed run starts from it."""
-        log_alpha_now = log_alpha.detach().clone() if args.autotune else None
-        losses = {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(), "log_alpha": log_alpha_now}
+        losses = {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach()}
         return {"grad_step": grad_step, **losses, "obs": obs, "autoreset": autoreset}
 
-    modules = dict(actor=actor, qf1=qf1, qf2=qf2, qf1_target=qf1_target, qf2_target=qf2_target)
     start_iteration, state = run.restore(modules, optimizers, sparse_nets, envs, rb, loop_state)
-    grad_step, actor_loss, alpha_loss, saved_log_alpha, obs, autoreset = state.values()
-    if args.autotune:
-        with torch.no_grad():
-            log_alpha.copy_(saved_log_alpha)
-        alpha = log_alpha.exp().detach()
+    grad_step, actor_loss, alpha_loss, obs, autoreset = state.values()
+    alpha = log_alpha.exp().detach() if args.autotune else torch.tensor(args.alpha, device=device)
     if run.refill:
         obs, autoreset = refill_buffer(envs, rb, act, obs, autoreset, start_iteration * args.num_envs, args)
     writer = run.open(iterations * args.num_envs, args.learning_starts, args.eval_frequency, args.eval_episodes)
@@ -713,7 +695,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                 writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
                 writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
 
-        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        rb.add(obs, actions, rewards, next_obs, terminations, autoreset)
         autoreset = np.logical_or(terminations, truncations)
         obs = next_obs
 
@@ -846,7 +828,7 @@ def refill_buffer(
     for _ in range(math.ceil(refill / args.num_envs)):
         actions = act(obs, step)
         next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        rb.add(obs, actions, rewards, next_obs, terminations, autoreset)
         autoreset, obs = np.logical_or(terminations, truncations), next_obs
     return obs, autoreset
 
@@ -1113,6 +1095,12 @@ def resolved(args: object, settings: dict) -> types.SimpleNamespace:
     derived from the flags) in their place. The flags as given stay in the summary and checkpoints, so that a resumed
     run resolves them again in the same way."""
     return types.SimpleNamespace(**{**vars(args), **settings})
+
+
+# The choices of the sparse flags (the CLI's Literal types refuse others; a call from Python is checked here).
+SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
+SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
+DROP_SCHEDULES = ("cosine", "constant")
 
 
 def check_sparse_args(

@@ -11,7 +11,7 @@ positions. --sparse-method gives every method studied in [G]: static masks, SET,
     IJCAI 2022 (DS-TD3; code: GhadaSokar/Dynamic-Sparse-Training-for-Deep-Reinforcement-Learning).
 
 Map of the file, in learning order: `Args`; the sparse-training section (masks, per-layer sparsities, init, SET / RigL /
-gradual pruning, schedules, FLOP counts); TD3's networks and replay buffer (`add_transitions`: gymnasium's autoreset);
+gradual pruning, schedules, FLOP counts); TD3's networks and replay buffer (`ReplayBuffer.add`: gymnasium's autoreset);
 `train()`, its setup and loop; what train() calls around it (environments, evaluation, resumed-buffer refill, checks);
 the optional sparse-kernels section; the run infrastructure (`Run`: logs, summaries, checkpoints, resume; skip it on a
 first read). The three sections are the same text in every script. Results and deviations from the papers: docs/td3.md.
@@ -149,9 +149,6 @@ class Args:
 # layer) and their optimizer moments are zero, so neither Adam nor L2 weight decay can move them. Biases are never
 # masked. The formulas below are written out in the docstrings; they follow RigL's code (Evci et al., ICML 2020) and
 # the sparse-RL code of [G] (google-research/rigl, rigl/rl), against which they are tested.
-SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
-SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
-DROP_SCHEDULES = ("cosine", "constant")
 
 
 def maskable_layers(net: nn.Module) -> dict[str, nn.Module]:
@@ -280,7 +277,6 @@ class SparseNetwork:
     step of that network call `update_topology_if_due(optimizer)` and then `mask_gradients()`, in that order, between
     `loss.backward()` and `optimizer.step()`. Steps count this network's own gradient updates. A target copy stays as
     sparse as the online network with `apply_masks_(self.weights_of(target))` after each soft update.
-    (Its checkpoint state and logged scalars are read in the run infrastructure: sparse_state, sparsity_stats.)
     """
 
     def __init__(
@@ -303,19 +299,17 @@ class SparseNetwork:
         prune_end: int = 0,
         sparse_kernels: str = "off",
     ) -> None:
-        self.method, self.batch_size = method, batch_size
+        self.method, self.batch_size, self.update_start, self.update_end = method, batch_size, update_start, update_end
         self.update_interval, self.drop_fraction, self.drop_schedule = update_interval, drop_fraction, drop_schedule
-        self.update_start, self.update_end = update_start, update_end
         self.prune_start, self.prune_end = prune_start, prune_end
         self.layers = maskable_layers(net)
         names = list(self.layers)
         dense = {names[0]} if dense_first_layer else set()
         dense |= {names[-1]} if dense_output_layer else set()
         shapes = {name: tuple(layer.weight.shape) for name, layer in self.layers.items()}
-        if method == "dense":
-            self.target_sparsity = dict.fromkeys(names, 0.0)
-        else:
-            self.target_sparsity = layer_sparsities(shapes, sparsity, distribution, dense)
+        self.target_sparsity = (
+            dict.fromkeys(names, 0.0) if method == "dense" else layer_sparsities(shapes, sparsity, distribution, dense)
+        )
         self.masks: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name, layer in self.layers.items():
@@ -338,11 +332,8 @@ class SparseNetwork:
         self.ever_active = {name: mask.bool() for name, mask in self.masks.items()}
         self._weights = [self.layers[name].weight for name in self.masks]
         self._mask_list = list(self.masks.values())
-        self.step = 0
-        self.last_mask_change = 0.0
-        self.updates = 0
-        self.train_flops = 0.0
-        self.dense_train_flops = 0.0
+        self.step, self.updates, self.last_mask_change = 0, 0, 0.0  # gradient steps, mask updates, last change
+        self.train_flops = self.dense_train_flops = 0.0  # cumulative training FLOPs, and a dense network's
         # Output positions per sample of each layer (1 for Linear, H*W for Conv2d), read off one forward pass.
         self._positions: dict[str, int] = {}
         name_of = {id(layer): name for name, layer in self.layers.items()}
@@ -553,32 +544,28 @@ class ReplayBuffer:
         self.size, self.pos, self.full = size, 0, False
         self.rng = np.random.default_rng(seed)
 
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs, action, reward
-        self.next_obs[self.pos], self.terminations[self.pos] = next_obs, terminated
-        self.pos = (self.pos + 1) % self.size
-        self.full = self.full or self.pos == 0
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminations: np.ndarray,
+        autoreset: np.ndarray,
+    ) -> None:
+        """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
+        returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step
+        that ended the episode already carried the true final observation in `next_obs`."""
+        for i in np.flatnonzero(~autoreset):
+            self.obs[self.pos], self.actions[self.pos], self.rewards[self.pos] = obs[i], actions[i], rewards[i]
+            self.next_obs[self.pos], self.terminations[self.pos] = next_obs[i], terminations[i]
+            self.pos = (self.pos + 1) % self.size
+            self.full = self.full or self.pos == 0
 
     def sample(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         idx = self.rng.integers(0, self.size if self.full else self.pos, size=batch_size)
         arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
         return tuple(torch.as_tensor(a[idx], device=device) for a in arrays)
-
-
-def add_transitions(
-    rb: ReplayBuffer,
-    obs: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    next_obs: np.ndarray,
-    terminations: np.ndarray,
-    autoreset: np.ndarray,
-) -> None:
-    """Store one vector step. Gymnasium 1.x autoresets an env on the step after its episode ended: that step only
-    returns the first observation of the next episode, so it is skipped (`autoreset` marks those envs). The step that
-    ended the episode already carried the true final observation in `next_obs`."""
-    for i in np.flatnonzero(~autoreset):
-        rb.add(obs[i], actions[i], rewards[i], next_obs[i], terminations[i])
 
 
 def train(args: Args, given: set[str] | None = None) -> dict:
@@ -622,9 +609,8 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     target_params = [p for net in targets for p in net.parameters()]
     target_weights = [(sparse, sparse.weights_of(target)) for sparse, target in zip(sparse_nets.values(), targets)]
 
-    # Fused Adam: one kernel per step, and, unlike torch's default CPU Adam, no slow path on the exact zeros that
-    # inactive weights leave in exp_avg_sq (the default's sqrt is ~3x slower on zeros), which made sparse runs 15-20%
-    # slower than dense ones. The arithmetic is Adam's either way.
+    # Fused Adam: one kernel per step, and no slow path on the exact zeros inactive weights leave in exp_avg_sq (torch's
+    # default CPU Adam has one, which made sparse runs 15-20% slower than dense: docs/td3.md). Same arithmetic.
     lr, wd = args.learning_rate, args.weight_decay
     q_optimizer = torch.optim.Adam(weight_decay_groups([qf1, qf2], wd), lr=lr, fused=True)
     actor_optimizer = torch.optim.Adam(weight_decay_groups([actor], wd), lr=lr, fused=True)
@@ -634,8 +620,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     envs.action_space.seed(args.seed)
     eval_env = gym.make(args.env_id)
     obs, _ = envs.reset(seed=args.seed)
-    # Gymnasium 1.x autoresets on the step *after* an episode ends; that step's transition is not a real one.
-    autoreset = np.zeros(args.num_envs, dtype=bool)
+    autoreset = np.zeros(args.num_envs, dtype=bool)  # envs whose next step only resets them (see ReplayBuffer.add)
     grad_step, actor_loss = 0, torch.zeros(())
 
     def act(obs: np.ndarray, global_step: int) -> np.ndarray:
@@ -672,7 +657,7 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                 writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
                 writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
 
-        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        rb.add(obs, actions, rewards, next_obs, terminations, autoreset)
         autoreset = np.logical_or(terminations, truncations)
         obs = next_obs
 
@@ -787,7 +772,7 @@ def refill_buffer(
     for _ in range(math.ceil(refill / args.num_envs)):
         actions = act(obs, step)
         next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-        add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        rb.add(obs, actions, rewards, next_obs, terminations, autoreset)
         autoreset, obs = np.logical_or(terminations, truncations), next_obs
     return obs, autoreset
 
@@ -1052,6 +1037,12 @@ def resolved(args: object, settings: dict) -> types.SimpleNamespace:
     derived from the flags) in their place. The flags as given stay in the summary and checkpoints, so that a resumed
     run resolves them again in the same way."""
     return types.SimpleNamespace(**{**vars(args), **settings})
+
+
+# The choices of the sparse flags (the CLI's Literal types refuse others; a call from Python is checked here).
+SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
+SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
+DROP_SCHEDULES = ("cosine", "constant")
 
 
 def check_sparse_args(

@@ -82,7 +82,7 @@ def test_vector_env_transitions_keep_final_observations(name):
     for _ in range(12):
         actions = envs.action_space.sample()
         next_obs, rewards, terminations, truncations, _ = envs.step(actions)
-        module.add_transitions(rb, obs, actions, rewards, next_obs, terminations, autoreset)
+        rb.add(obs, actions, rewards, next_obs, terminations, autoreset)
         autoreset = np.logical_or(terminations, truncations)
         obs = next_obs
     stored = list(zip(rb.obs[: rb.pos, 0], rb.next_obs[: rb.pos, 0], rb.terminations[: rb.pos]))
