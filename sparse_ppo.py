@@ -642,17 +642,22 @@ def train(args: Args, given: set[str] | None = None) -> dict:
     actions = torch.zeros((n, e, act_dim) if continuous else (n, e), device=device)
     logprobs, rewards, dones, values = (torch.zeros((n, e), device=device) for _ in range(4))
 
-    def prepare_obs(raw: np.ndarray, update: bool) -> np.ndarray:
-        if obs_rms is None:
-            return raw
-        if update:
-            obs_rms.update(raw)
-        return obs_rms.normalize(raw)
+    def prepare_obs(raw: np.ndarray, update: bool) -> torch.Tensor:
+        """The networks' input: raw observations normalized by the running statistics (updated first if `update`)."""
+        if obs_rms is not None:
+            if update:
+                obs_rms.update(raw)
+            raw = obs_rms.normalize(raw)
+        return torch.as_tensor(raw, dtype=torch.float32, device=device)
+
+    def value_of(raw: np.ndarray) -> torch.Tensor:
+        """V of raw observations (final observations of truncated episodes): normalized, statistics left alone."""
+        return agent.get_value(prepare_obs(raw, False)).flatten()
 
     eval_env = gym.make(args.env_id)
     global_step, grad_step = 0, 0
     raw_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
+    next_obs = prepare_obs(raw_obs, True)
     next_done = torch.zeros(e, device=device)
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if continuous else (None, None)
 
@@ -695,18 +700,9 @@ def train(args: Args, given: set[str] | None = None) -> dict:
                 reward = np.clip(reward / np.sqrt(return_rms.var + 1e-8), -10.0, 10.0)
                 discounted_return[done] = 0.0
             reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            bootstrap_truncations(
-                reward,
-                terminations,
-                truncations,
-                infos,
-                args.gamma,
-                lambda final: agent.get_value(
-                    torch.as_tensor(prepare_obs(final, False), dtype=torch.float32, device=device)
-                ).flatten(),
-            )
+            bootstrap_truncations(reward, terminations, truncations, infos, args.gamma, value_of)
             rewards[step] = reward
-            next_obs = torch.as_tensor(prepare_obs(raw_obs, True), dtype=torch.float32, device=device)
+            next_obs = prepare_obs(raw_obs, True)
             next_done = torch.as_tensor(done, dtype=torch.float32, device=device)
 
             if "episode" in infos:
