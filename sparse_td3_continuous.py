@@ -937,7 +937,11 @@ class SparseKernels:
                     self.verdicts[key] = self._sparse_is_faster(self.net.layers[name], kernel)
                 kernel = kernel if self.verdicts[key] else None
             self.kernels[name] = kernel
-        self.on = any(kernel is not None for kernel in self.kernels.values())
+        self.on = bool(self.layers_on())
+
+    def layers_on(self) -> list[str]:
+        """The layers now computed on sparse kernels (the run's summary and logs report them)."""
+        return [name for name, kernel in self.kernels.items() if kernel is not None]
 
     def forward(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         """Once any layer of the network is on kernels, all its Linear layers compute feature-major ([features,
@@ -1330,6 +1334,9 @@ class Run:
         else:
             plan += "; no checkpoints (--checkpoint-frequency N writes one every N steps)"
         print(f"plan: {plan}")
+        if args.sparse_kernels != "off":  # with auto the choice depends on the machine: say what it was
+            chosen = "; ".join(f"{n} {', '.join(s.kernels.layers_on()) or '-'}" for n, s in self.sparse_nets.items())
+            print(f"layers on sparse kernels (--sparse-kernels {args.sparse_kernels}): {chosen}")
         if self.checkpoint is not None:
             print(f"resumed {self.dir} at step {step}")
         self.progress = Progress(total, warmup, eval_frequency, step)
@@ -1401,6 +1408,7 @@ class Run:
                     "total_weights": s.total_weights(),
                     "inference_flops": s.flops,
                     "topology_updates": s.updates,
+                    **({"sparse_kernel_layers": s.kernels.layers_on()} if args.sparse_kernels != "off" else {}),
                 }
                 for name, s in nets.items()
             },
@@ -1449,6 +1457,8 @@ def sparsity_stats(sparse: SparseNetwork) -> dict[str, float]:
     out |= {"density": sparse.active_weights() / total, "mask_change": sparse.last_mask_change}
     out |= {"ever_active": ever / total, "inference_flops": sparse.flops, "train_flops": sparse.train_flops}
     out["train_flops_vs_dense"] = sparse.train_flops / max(sparse.dense_train_flops, 1.0)
+    if sparse.kernels.threshold is not None:  # --sparse-kernels: how many layers compute on them (auto may change)
+        out["sparse_kernel_layers"] = len(sparse.kernels.layers_on())
     return out
 
 

@@ -36,6 +36,7 @@ def test_short_run_per_method_uses_tuned_settings(method, tmp_path, monkeypatch)
     for net in nets.values():
         ratio = net["active_weights"] / net["total_weights"]
         assert ratio == 1.0 if method == "dense" else ratio == pytest.approx(0.2, abs=0.002)
+        assert "sparse_kernel_layers" not in net  # reported only with --sparse-kernels
     # tuned Delta T: set 250 -> an update at gradient step 250 (500 is past update_end 400); rigl 1000 -> none;
     # prune 1000 -> only the window's end (step 400, where it reaches 80%): at its start (step 100) the schedule is
     # still 0%, which prunes nothing and is not counted

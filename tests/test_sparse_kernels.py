@@ -176,6 +176,14 @@ def test_threshold_and_auto_choose_layers():
             on_kernels(bad)
 
 
+def test_the_layers_on_kernels_are_logged():
+    torch.manual_seed(0)
+    for mode, expected in (("off", None), ("0", 3), ("0.9", 1)):
+        sparse = SparseNetwork(mlp(6, 64, 64, 3), (torch.zeros(1, 6),), 8, "static", 0.9, sparse_kernels=mode)
+        assert td3.sparsity_stats(sparse).get("sparse_kernel_layers") == expected
+        assert sparse.kernels.layers_on() == {None: [], 3: ["0", "2", "4"], 1: ["2"]}[expected]
+
+
 def test_auto_keeps_a_layer_dense_when_the_kernels_are_slower(monkeypatch):
     """The timing decides: a layer whose sparse kernels time slower stays dense, and one timing serves every later
     mask change at the same sparsity (SET and RigL keep the count)."""
@@ -208,7 +216,7 @@ def test_every_script_has_the_flag(script):
     assert field_text == reference.split('"""', 2)[1]  # the same help text everywhere
 
 
-def test_a_short_run_with_sparse_kernels_finishes(monkeypatch):
+def test_a_short_run_with_sparse_kernels_finishes(monkeypatch, capsys):
     products = []  # every sparse product the run computes
     apply = td3.SparseLinearFunction.apply
     monkeypatch.setattr(td3.SparseLinearFunction, "apply", lambda *a: products.append(a[-1]) or apply(*a))
@@ -230,3 +238,7 @@ def test_a_short_run_with_sparse_kernels_finishes(monkeypatch):
     summary = td3.train(args)
     assert summary["evaluations"] and products  # the run trained, and its layers went through the sparse kernels
     assert summary["networks"]["qf1"]["topology_updates"] > 0  # RigL updated the masks on the way
+    # the run says which layers it put on the kernels ("0": every masked Linear layer; the output layers are dense)
+    assert all(net["sparse_kernel_layers"] == ["fc1", "fc2"] for net in summary["networks"].values())
+    out = capsys.readouterr().out
+    assert "layers on sparse kernels (--sparse-kernels 0): actor fc1, fc2; qf1 fc1, fc2; qf2 fc1, fc2" in out
