@@ -1039,52 +1039,29 @@ def resolve_args(args: Args, atari: bool) -> dict:
     if atari and args.sparse_method == "prune" and args.sparsity_aware_init is None:
         c["sparsity_aware_init"] = False  # [G]'s Atari pruning keeps the dense init
     c["drop_fraction"] = c["drop_fraction"] if args.sparse_method in ("set", "rigl") else 0.0
-    check_sparse_args(
-        args.sparse_method,
-        {"sparsity": args.sparsity},
-        args.sparsity_distribution,
-        c["drop_fraction"],
-        args.drop_schedule,
-        c["update_interval"],
-    )
-    SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
-    for name in (
-        "total_timesteps",
-        "buffer_size",
-        "batch_size",
-        "target_network_frequency",
-        "train_frequency",
-        "eval_frequency",
-        "eval_episodes",
-        "hidden_width",
-    ):
-        if c[name] < 1:
-            raise BadInput(f"--{name.replace('_', '-')} must be at least 1, got {c[name]}")
-    if args.num_envs < 1 or c["total_timesteps"] < args.num_envs:
-        raise BadInput(f"--num-envs must be at least 1 and at most --total-timesteps, got {args.num_envs}")
-    if c["buffer_size"] < c["batch_size"]:
-        raise BadInput(f"--buffer-size ({c['buffer_size']}) must be at least --batch-size ({c['batch_size']})")
-    if c["learning_starts"] < 0 or c["exploration_steps"] < 0:
+    r = resolved(args, c)  # the checks below read the settings the run will use
+    network_sparsities(r)
+    names = ("total_timesteps", "buffer_size", "batch_size", "target_network_frequency", "train_frequency")
+    check_at_least_one(r, (*names, "eval_frequency", "eval_episodes", "hidden_width"))
+    if r.num_envs < 1 or r.total_timesteps < r.num_envs:
+        raise BadInput(f"--num-envs must be at least 1 and at most --total-timesteps, got {r.num_envs}")
+    if r.buffer_size < r.batch_size:
+        raise BadInput(f"--buffer-size ({r.buffer_size}) must be at least --batch-size ({r.batch_size})")
+    if r.learning_starts < 0 or r.exploration_steps < 0:
         raise BadInput("--learning-starts and --exploration-steps must be non-negative")
-    for name in ("start_e", "end_e"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise BadInput(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0.0 <= c["eval_epsilon"] <= 1.0:
-        raise BadInput(f"--eval-epsilon must be in [0, 1], got {c['eval_epsilon']}")
-    if c["learning_starts"] >= c["total_timesteps"]:
+    for name in ("start_e", "end_e", "eval_epsilon"):
+        if not 0.0 <= getattr(r, name) <= 1.0:
+            raise BadInput(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(r, name)}")
+    if r.learning_starts >= r.total_timesteps:
         raise BadInput(
-            f"--learning-starts ({c['learning_starts']}) must be less than --total-timesteps "
-            f"({c['total_timesteps']}): the run would never learn"
+            f"--learning-starts ({r.learning_starts}) must be less than --total-timesteps ({r.total_timesteps}): "
+            "the run would never learn"
         )
-    if args.checkpoint_frequency < 0:
+    iterations = r.total_timesteps // r.num_envs
+    if (iterations - math.ceil(r.learning_starts / r.num_envs)) // r.train_frequency < 1:
         raise BadInput(
-            f"--checkpoint-frequency must be non-negative (0: no checkpoints), got {args.checkpoint_frequency}"
-        )
-    iterations = c["total_timesteps"] // args.num_envs
-    if (iterations - math.ceil(c["learning_starts"] / args.num_envs)) // c["train_frequency"] < 1:
-        raise BadInput(
-            f"no gradient step fits between --learning-starts ({c['learning_starts']}) and --total-timesteps "
-            f"({c['total_timesteps']}) at one every --train-frequency ({c['train_frequency']}) steps"
+            f"no gradient step fits between --learning-starts ({r.learning_starts}) and --total-timesteps "
+            f"({r.total_timesteps}) at one every --train-frequency ({r.train_frequency}) steps"
         )
     return c
 
@@ -1327,36 +1304,6 @@ def resolved(args: object, settings: dict) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{**vars(args), **settings})
 
 
-# The choices of the sparse flags (the CLI's Literal types refuse others; a call from Python is checked here).
-SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
-SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
-DROP_SCHEDULES = ("cosine", "constant")
-
-
-def check_sparse_args(
-    method: str,
-    sparsities: dict[str, float],
-    distribution: str,
-    drop_fraction: float,
-    drop_schedule: str,
-    update_interval: int,
-) -> None:
-    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
-    if method not in SPARSE_METHODS:
-        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
-    if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
-    if drop_schedule not in DROP_SCHEDULES:
-        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
-    for flag, value in sparsities.items():
-        if not 0.0 <= value < 1.0:
-            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
-    if not 0.0 <= drop_fraction <= 1.0:
-        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
-    if update_interval < 1:
-        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
-
-
 def check_at_least_one(args: object, names: tuple[str, ...]) -> None:
     for name in names:
         if getattr(args, name) < 1:
@@ -1364,14 +1311,21 @@ def check_at_least_one(args: object, names: tuple[str, ...]) -> None:
 
 
 def network_sparsities(args: object) -> dict[str, float]:
-    """Validate the sparse flags (sparsities, distribution, drop fraction, update interval; `args` resolved) and
-    return the overall sparsity of the actor and the critic: --actor-sparsity and --critic-sparsity, else --sparsity."""
+    """Refuse (BadInput, one line) sparse settings no network can be built with, and a negative checkpoint frequency
+    (`args` resolved); return the overall sparsity of the actor and the critic: --actor-sparsity and
+    --critic-sparsity, else --sparsity. The method, distribution and drop schedule need no check: the command line's
+    Literal types refuse other choices."""
     given = {"sparsity": args.sparsity}
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
-    check_sparse_args(args.sparse_method, given, *flags)
+    for flag, value in given.items():
+        if not 0.0 <= value < 1.0:
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
+    if not 0.0 <= args.drop_fraction <= 1.0:
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {args.drop_fraction}")
+    if args.update_interval < 1:
+        raise BadInput(f"--update-interval must be at least 1, got {args.update_interval}")
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(

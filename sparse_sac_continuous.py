@@ -1101,36 +1101,6 @@ def resolved(args: object, settings: dict) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{**vars(args), **settings})
 
 
-# The choices of the sparse flags (the CLI's Literal types refuse others; a call from Python is checked here).
-SPARSE_METHODS = ("dense", "static", "set", "rigl", "prune")
-SPARSITY_DISTRIBUTIONS = ("uniform", "er", "erk")
-DROP_SCHEDULES = ("cosine", "constant")
-
-
-def check_sparse_args(
-    method: str,
-    sparsities: dict[str, float],
-    distribution: str,
-    drop_fraction: float,
-    drop_schedule: str,
-    update_interval: int,
-) -> None:
-    """Raise BadInput with a one-line message for a sparse setting no network can be built with."""
-    if method not in SPARSE_METHODS:
-        raise BadInput(f"unknown --sparse-method {method!r}; choose one of {', '.join(SPARSE_METHODS)}")
-    if distribution not in SPARSITY_DISTRIBUTIONS:
-        raise BadInput(f"unknown --sparsity-distribution {distribution!r}; choose one of {SPARSITY_DISTRIBUTIONS}")
-    if drop_schedule not in DROP_SCHEDULES:
-        raise BadInput(f"unknown --drop-schedule {drop_schedule!r}; choose one of {', '.join(DROP_SCHEDULES)}")
-    for flag, value in sparsities.items():
-        if not 0.0 <= value < 1.0:
-            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
-    if not 0.0 <= drop_fraction <= 1.0:
-        raise BadInput(f"--drop-fraction must be in [0, 1], got {drop_fraction}")
-    if update_interval < 1:
-        raise BadInput(f"--update-interval must be at least 1, got {update_interval}")
-
-
 def check_at_least_one(args: object, names: tuple[str, ...]) -> None:
     for name in names:
         if getattr(args, name) < 1:
@@ -1138,14 +1108,21 @@ def check_at_least_one(args: object, names: tuple[str, ...]) -> None:
 
 
 def network_sparsities(args: object) -> dict[str, float]:
-    """Validate the sparse flags (sparsities, distribution, drop fraction, update interval; `args` resolved) and
-    return the overall sparsity of the actor and the critic: --actor-sparsity and --critic-sparsity, else --sparsity."""
+    """Refuse (BadInput, one line) sparse settings no network can be built with, and a negative checkpoint frequency
+    (`args` resolved); return the overall sparsity of the actor and the critic: --actor-sparsity and
+    --critic-sparsity, else --sparsity. The method, distribution and drop schedule need no check: the command line's
+    Literal types refuse other choices."""
     given = {"sparsity": args.sparsity}
     for net in ("actor", "critic"):
         if getattr(args, f"{net}_sparsity", None) is not None:
             given[f"{net}-sparsity"] = getattr(args, f"{net}_sparsity")
-    flags = args.sparsity_distribution, args.drop_fraction, args.drop_schedule, args.update_interval
-    check_sparse_args(args.sparse_method, given, *flags)
+    for flag, value in given.items():
+        if not 0.0 <= value < 1.0:
+            raise BadInput(f"--{flag} must be in [0, 1), got {value}")
+    if not 0.0 <= args.drop_fraction <= 1.0:
+        raise BadInput(f"--drop-fraction must be in [0, 1], got {args.drop_fraction}")
+    if args.update_interval < 1:
+        raise BadInput(f"--update-interval must be at least 1, got {args.update_interval}")
     SparseKernels.threshold_of(args.sparse_kernels)  # refuses a bad value before the run starts
     if args.checkpoint_frequency < 0:
         raise BadInput(

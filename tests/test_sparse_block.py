@@ -4,17 +4,19 @@ test_block_identical.py), so testing the TD3 script's copy tests them all."""
 import copy
 import functools
 import math
+import types
 
 import pytest
 import torch
 import torch.nn as nn
 
 from sparse_td3_continuous import (
+    BadInput,
     SparseNetwork,
     active_count,
-    check_sparse_args,
     drop_fraction_at,
     layer_sparsities,
+    network_sparsities,
     pruning_sparsity_at,
     sparse_init_,
     sparsity_stats,
@@ -470,27 +472,20 @@ def test_training_flops_per_method(method):
         assert sparse.flops == 24  # the 50% hand-counted network of test_linear_flops_hand_count
 
 
-def test_check_sparse_args_messages():
-    ok = dict(
-        method="set",
-        sparsities={"sparsity": 0.5},
-        distribution="er",
-        drop_fraction=0.1,
-        drop_schedule="cosine",
-        update_interval=10,
-    )
-    check_sparse_args(**ok)
+def test_sparse_settings_refused_with_one_line_messages():
+    ok = dict(sparsity=0.5, actor_sparsity=None, critic_sparsity=0.7, drop_fraction=0.1, update_interval=10)
+    ok |= dict(sparse_kernels="off", checkpoint_frequency=0)
+    assert network_sparsities(types.SimpleNamespace(**ok)) == {"actor": 0.5, "critic": 0.7}
     for change, match in [
-        ({"method": "magic"}, "unknown --sparse-method"),
-        ({"sparsities": {"actor-sparsity": 1.0}}, "--actor-sparsity must be in"),
-        ({"sparsities": {"sparsity": -0.1}}, "--sparsity must be in"),
-        ({"distribution": "normal"}, "unknown --sparsity-distribution"),
+        ({"actor_sparsity": 1.0}, "--actor-sparsity must be in"),
+        ({"sparsity": -0.1}, "--sparsity must be in"),
         ({"drop_fraction": 1.5}, "--drop-fraction"),
-        ({"drop_schedule": "linear"}, "unknown --drop-schedule"),
         ({"update_interval": 0}, "--update-interval"),
+        ({"sparse_kernels": "fast"}, "--sparse-kernels must be"),
+        ({"checkpoint_frequency": -1}, "--checkpoint-frequency must be non-negative"),
     ]:
-        with pytest.raises(ValueError, match=match):
-            check_sparse_args(**{**ok, **change})
+        with pytest.raises(BadInput, match=match):
+            network_sparsities(types.SimpleNamespace(**{**ok, **change}))
 
 
 # --- ready for a GPU ---
