@@ -456,3 +456,26 @@ def test_denormal_count_counts_only_nonzero_values_below_the_smallest_normal():
     torch.set_flush_denormal(False)  # a run in this process may have left it on, which would zero 1e-39 on creation
     t = torch.tensor([0.0, 1e-39, -1e-40, torch.finfo(torch.float32).tiny, 1.0])
     assert denormals.denormal_count(t) == 2
+
+
+def test_td3_1m_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
+    """benchmark/td3_halfcheetah_1m.sh: `sync` appends the grid's finished rows that the committed file lacks, once;
+    `status` prints each run log's last evaluation step."""
+    exp, rows = tmp_path / "exp", tmp_path / "committed.jsonl"
+    (exp / "logs").mkdir(parents=True)
+    row = dict(method="set", seed=2, final_eval_return=11000.4)
+    rows.write_text(json.dumps({"id": "a", **row}) + "\n")
+    grid_rows = [json.dumps({"id": rid, **row}) for rid in ("a", "b", "c")]
+    (exp / "td3_halfcheetah_1m.jsonl").write_text("\n".join(grid_rows) + "\n")
+    (exp / "logs" / "b.log").write_text("global_step=5000, eval/episodic_return=1.0\nglobal_step=10000, x\n")
+    env = {**os.environ, "EXP": str(exp), "ROWS": str(rows), "PYTHON": sys.executable}
+    script = os.path.join(ROOT, "benchmark", "td3_halfcheetah_1m.sh")
+
+    def run(command: str) -> str:
+        return subprocess.run(["bash", script, command], env=env, capture_output=True, text=True, check=True).stdout
+
+    assert run("sync").splitlines() == [f"row {rid}: set seed 2, final return 11000" for rid in ("b", "c")]
+    assert [json.loads(line)["id"] for line in rows.read_text().splitlines()] == ["a", "b", "c"]
+    assert run("sync") == ""  # nothing new the second time
+    assert rows.read_text().count("\n") == 3
+    assert run("status").strip() == "b: global_step=10000"
