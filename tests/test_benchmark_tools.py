@@ -479,3 +479,20 @@ def test_td3_1m_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_pat
     assert run("sync") == ""  # nothing new the second time
     assert rows.read_text().count("\n") == 3
     assert run("status").strip() == "b: global_step=10000"
+
+
+def test_same_seed_records_a_run_and_compare_names_what_differs(tmp_path):
+    """benchmark/same_seed.py: `record` writes a run's summary without its clock and folder; `compare` passes on
+    equal records and fails naming the run whose record differs."""
+    tool = os.path.join(ROOT, "benchmark", "same_seed.py")
+    out = tmp_path / "a.json"
+    subprocess.run([sys.executable, tool, "record", ROOT, str(out), "--only", "dqn-dense"], check=True)
+    (record,) = json.loads(out.read_text()).values()
+    assert record["sparse_method"] == "dense" and record["total_timesteps"] == 1500
+    assert "wall_time_s" not in record and "run_dir" not in record
+    same = subprocess.run([sys.executable, tool, "compare", str(out), str(out)], capture_output=True, text=True)
+    assert same.returncode == 0 and same.stdout.strip() == "identical: 1 of 1 runs"
+    changed = tmp_path / "b.json"
+    changed.write_text(json.dumps({"dqn-dense": {**record, "final_eval_return": -1.0}}))
+    differ = subprocess.run([sys.executable, tool, "compare", str(out), str(changed)], capture_output=True, text=True)
+    assert differ.returncode == 1 and differ.stdout.strip().endswith("differ or missing on one side: dqn-dense")
