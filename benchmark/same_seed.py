@@ -55,10 +55,22 @@ VOLATILE = ("wall_time_s", "learning_sps", "run_dir", "model_path")  # the clock
 
 
 def model_digest(path: str) -> str:
-    """A digest of a saved model's tensors and values (its args left out: they hold the run's folder name)."""
-    saved = torch.load(path, weights_only=False)
-    items = {k: v.tolist() if torch.is_tensor(v) else v for k, v in saved.items() if k != "args"}
-    return hashlib.sha1(repr(items).encode()).hexdigest()
+    """A digest of every tensor and value in a saved model, nested state dicts included, tensors by their bytes
+    (repr would summarize a large tensor); its args are left out, the summary already holds them."""
+    digest = hashlib.sha1()
+
+    def add(key: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k in sorted(value, key=str):
+                add(f"{key}/{k}", value[k])
+        elif torch.is_tensor(value):
+            digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            digest.update(f"{key}={value!r}".encode())
+
+    add("", {k: v for k, v in torch.load(path, weights_only=False).items() if k != "args"})
+    return digest.hexdigest()
 
 
 def record(tree: str, only: list[str] | None) -> dict:
