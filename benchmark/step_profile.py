@@ -3,6 +3,7 @@
     python benchmark/step_profile.py profile --script td3     # the script's own step under torch.profiler
     python benchmark/step_profile.py phases                   # a replica of the TD3 step, timed phase by phase
     python benchmark/step_profile.py candidates --rounds 5    # prototypes of faster steps, alternated against it
+    python benchmark/step_profile.py candidates --variants by_hand products_only compiled --reference frozen_q
 
 `profile` runs the real script (dense, HalfCheetah-v5, batch 256) for a few hundred learning steps under
 torch.profiler and groups the operators' self time: matrix products, Adam, elementwise and the rest, with the time
@@ -18,8 +19,14 @@ for the targets), so each phase can be timed alone and each rewrite tried withou
   all           the three together
   frozen_q      no critic weight gradients from the actor's loss (critic requires_grad off around it); the scripts
                 now do this, so their step is this variant, not "baseline" (docs/vs-cleanrl.md)
+  compiled      frozen_q with both losses under torch.compile (inductor on the CPU; compile time printed)
+  by_hand       frozen_q without autograd: the backward products written out, in place where possible; the same
+                arithmetic (tests check the weights after two steps), so the least an eager op-by-op step can cost
+  products_only the matrix products of by_hand's step alone, recorded from it (same shapes and layouts), on fixed
+                operands: what the step would take if everything else cost nothing
 Each round runs every variant for --steps steps in a rotated order; the table gives ms/step medians and each
-variant's per-round ratio to the baseline (median and range), the noise-robust figure on a busy machine.
+variant's per-round ratio to the reference (--reference, default baseline; median and range), the noise-robust
+figure on a busy machine. --variants picks some (the reference is always run).
 """
 
 from __future__ import annotations
@@ -311,6 +318,150 @@ class Td3Step:
         return {k: v / steps for k, v in t.items()}
 
 
+class CompiledStep(Td3Step):
+    """frozen_q's step with the critics' and the actor's losses under torch.compile (inductor, CPU); the compile
+    happens in the warm-up and is timed there. Its random noise comes from inductor's generator, not eager's."""
+
+    def __init__(self, rb: NumpyBuffer) -> None:
+        super().__init__("frozen_q", rb)
+        self.variant = "compiled"
+
+        def critic_loss(obs, actions, rewards, next_obs, terms):  # noqa: ANN001, ANN202
+            with torch.no_grad():
+                noise = (torch.randn_like(actions) * POLICY_NOISE).clamp(-NOISE_CLIP, NOISE_CLIP)
+                next_actions = (self.target_actor(next_obs) + noise).clamp(-1.0, 1.0)
+                q_next = torch.min(self.q1_t(next_obs, next_actions), self.q2_t(next_obs, next_actions)).view(-1)
+                target = rewards + (1 - terms) * GAMMA * q_next
+            q1, q2 = self.q1(obs, actions).view(-1), self.q2(obs, actions).view(-1)
+            return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+
+        def actor_loss(obs):  # noqa: ANN001, ANN202
+            return -self.q1(obs, self.actor(obs)).mean()
+
+        self.critic_loss, self.actor_loss = torch.compile(critic_loss), torch.compile(actor_loss)
+
+    def step(self) -> None:
+        self.grad_step += 1
+        obs, actions, rewards, next_obs, terms = self.rb.sample(BATCH)
+        loss = self.critic_loss(obs, actions, rewards, next_obs, terms)
+        self.q_opt.zero_grad()
+        loss.backward()
+        self.q_opt.step()
+        if self.grad_step % POLICY_FREQUENCY == 0:
+            self.q1.requires_grad_(False)
+            actor_loss = self.actor_loss(obs)
+            self.a_opt.zero_grad()
+            actor_loss.backward()
+            self.q1.requires_grad_(True)
+            self.a_opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(self.targets, self.online, TAU)
+
+
+class ByHandStep(Td3Step):
+    """frozen_q's step without autograd: every backward product written out, in place where it can be, into
+    gradient tensors kept from step to step. The same matrix products as autograd's, and nothing else that eager
+    PyTorch can drop: the lower bound of an op-by-op eager step (not a candidate for the scripts: it would replace
+    nn.Linear and autograd with hand-written calculus)."""
+
+    def __init__(self, rb: NumpyBuffer) -> None:
+        super().__init__("frozen_q", rb)
+        self.variant = "by_hand"
+        for p in [*self.q_opt.param_groups[0]["params"], *self.a_opt.param_groups[0]["params"]]:
+            p.grad = torch.zeros_like(p)
+
+    @staticmethod
+    def forward(layers: list[nn.Linear], x: torch.Tensor, tanh: bool = False) -> tuple[torch.Tensor, ...]:
+        h1 = torch.addmm(layers[0].bias, x, layers[0].weight.t()).relu_()
+        h2 = torch.addmm(layers[1].bias, h1, layers[1].weight.t()).relu_()
+        y = torch.addmm(layers[2].bias, h2, layers[2].weight.t())
+        return (y.tanh_() if tanh else y), h1, h2
+
+    @staticmethod
+    def backward(
+        layers: list[nn.Linear],
+        x: torch.Tensor,
+        h1: torch.Tensor,
+        h2: torch.Tensor,
+        dy: torch.Tensor,
+        weights: bool = True,
+        inputs: bool = False,
+    ) -> torch.Tensor | None:
+        """Gradients of the three layers' weights and biases into .grad (if `weights`); returns d loss / d x."""
+        if weights:
+            torch.mm(dy.t(), h2, out=layers[2].weight.grad)
+            torch.sum(dy, 0, out=layers[2].bias.grad)
+        dh2 = torch.mm(dy, layers[2].weight).mul_(h2 > 0)
+        if weights:
+            torch.mm(dh2.t(), h1, out=layers[1].weight.grad)
+            torch.sum(dh2, 0, out=layers[1].bias.grad)
+        dh1 = torch.mm(dh2, layers[1].weight).mul_(h1 > 0)
+        if weights:
+            torch.mm(dh1.t(), x, out=layers[0].weight.grad)
+            torch.sum(dh1, 0, out=layers[0].bias.grad)
+        return torch.mm(dh1, layers[0].weight) if inputs else None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.grad_step += 1
+        obs, actions, rewards, next_obs, terms = self.rb.sample(BATCH)
+        q1 = [self.q1.fc1, self.q1.fc2, self.q1.fc3]
+        ta = [self.target_actor.fc1, self.target_actor.fc2, self.target_actor.fc_mu]
+        noise = (torch.randn_like(actions) * POLICY_NOISE).clamp_(-NOISE_CLIP, NOISE_CLIP)
+        next_actions = self.forward(ta, next_obs, tanh=True)[0].add_(noise).clamp_(-1.0, 1.0)
+        xn = torch.cat([next_obs, next_actions], 1)
+        q_next = torch.min(*(self.forward([q.fc1, q.fc2, q.fc3], xn)[0] for q in (self.q1_t, self.q2_t)))
+        target = rewards.unsqueeze(1) + (1 - terms.unsqueeze(1)) * GAMMA * q_next
+        xa = torch.cat([obs, actions], 1)
+        for layers in (q1, [self.q2.fc1, self.q2.fc2, self.q2.fc3]):
+            q, h1, h2 = self.forward(layers, xa)
+            self.backward(layers, xa, h1, h2, (q - target).mul_(2.0 / BATCH))  # d mse / d q
+        self.q_opt.step()
+        if self.grad_step % POLICY_FREQUENCY == 0:
+            a_layers = [self.actor.fc1, self.actor.fc2, self.actor.fc_mu]
+            pi, g1, g2 = self.forward(a_layers, obs, tanh=True)
+            xpi = torch.cat([obs, pi], 1)
+            q, h1, h2 = self.forward(q1, xpi)
+            dx = self.backward(q1, xpi, h1, h2, torch.full_like(q, -1.0 / BATCH), weights=False, inputs=True)
+            self.backward(a_layers, obs, g1, g2, dx[:, OBS:].mul_(1 - pi * pi))  # through tanh
+            self.a_opt.step()
+            torch._foreach_lerp_(self.targets, self.online, TAU)
+
+
+class ProductsOnly:
+    """Only the matrix products of by_hand's step (recorded from two steps of it, one with the actor's update: same
+    shapes, same transposes), on fixed random operands: what the step would take if all else cost nothing."""
+
+    def __init__(self, rb: NumpyBuffer) -> None:
+        self.variant, self.grad_step = "products_only", 0
+        self.calls: list[list[tuple]] = []
+
+        class Record(torch.overrides.TorchFunctionMode):
+            def __init__(self, calls: list) -> None:
+                super().__init__()
+                self.calls = calls
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+                if func in (torch.addmm, torch.mm):
+                    self.calls.append((func, tuple(like(a) for a in args)))
+                return func(*args, **(kwargs or {}))
+
+        def like(t: torch.Tensor) -> torch.Tensor:
+            """Random operand of t's shape and layout (a transposed view stays a transposed view)."""
+            return torch.randn(t.shape) if t.is_contiguous() else torch.randn(t.shape[::-1]).t()
+
+        by_hand = ByHandStep(rb)
+        for _ in range(POLICY_FREQUENCY):  # the critic-only step(s) and the one with the actor's update
+            self.calls.append([])
+            with Record(self.calls[-1]):
+                by_hand.step()
+
+    def step(self) -> None:
+        self.grad_step += 1
+        for func, args in self.calls[(self.grad_step - 1) % POLICY_FREQUENCY]:
+            func(*args)
+
+
 def matmul_gflops() -> float:
     """One thread's rate on the step's typical product: [256, 256] @ [256, 256]."""
     a, b = torch.randn(256, 256), torch.randn(256, 256)
@@ -347,27 +498,34 @@ def phases(opts: argparse.Namespace) -> None:
     print(f"matmul 256^3 on this thread: {gflops:.0f} GFLOP/s -> FLOP floor {floor_ms:.2f} ms/step")
 
 
-VARIANTS = ("baseline", "torch_sample", "twin_bmm", "lean", "all", "frozen_q")
+VARIANTS = ("baseline", "torch_sample", "twin_bmm", "lean", "all", "frozen_q", "compiled", "by_hand", "products_only")
+SPECIAL = {"compiled": CompiledStep, "by_hand": ByHandStep, "products_only": ProductsOnly}
 
 
 def candidates(opts: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     rb = NumpyBuffer(100_000, np.random.default_rng(0))
-    steps = {v: Td3Step(v, rb) for v in VARIANTS}
-    for s in steps.values():
+    variants = list(opts.variants or VARIANTS)
+    variants = variants if opts.reference in variants else [opts.reference, *variants]
+    steps = {v: SPECIAL[v](rb) if v in SPECIAL else Td3Step(v, rb) for v in variants}
+    for v, s in steps.items():
+        t0 = time.perf_counter()
         for _ in range(50):
             s.step()
-    ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        if v == "compiled":
+            print(f"compiled: warm-up (torch.compile of both losses) {time.perf_counter() - t0:.1f} s")
+    ms: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(opts.rounds):
-        for v in VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]:
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
             t0 = time.perf_counter()
             for _ in range(opts.steps):
                 steps[v].step()
             ms[v].append(1e3 * (time.perf_counter() - t0) / opts.steps)
     print(f"TD3 step candidates, batch {BATCH}, one thread, {opts.rounds} rounds x {opts.steps} steps, rotated order")
-    print("| variant | ms/step median | best | time vs baseline per round: median | range |\n|---|---|---|---|---|")
-    for v in VARIANTS:
-        ratios = [a / b for a, b in zip(ms[v], ms["baseline"])]
+    print(f"| variant | ms/step median | best | time vs {opts.reference} per round: median | range |")
+    print("|---|---|---|---|---|")
+    for v in variants:
+        ratios = [a / b for a, b in zip(ms[v], ms[opts.reference])]
         print(
             f"| {v} | {statistics.median(ms[v]):.2f} | {min(ms[v]):.2f} | {statistics.median(ratios):.3f} "
             f"| {min(ratios):.3f}-{max(ratios):.3f} |"
@@ -380,6 +538,8 @@ def main() -> None:
     parser.add_argument("--script", choices=["td3", "sac"], default="td3")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="candidates: these only (default: all)")
+    parser.add_argument("--reference", choices=VARIANTS, default="baseline", help="candidates: ratios against it")
     opts = parser.parse_args()
     {"profile": profile, "phases": phases, "candidates": candidates}[opts.mode](opts)
 

@@ -496,3 +496,41 @@ def test_same_seed_records_a_run_and_compare_names_what_differs(tmp_path):
     changed.write_text(json.dumps({"dqn-dense": {**record, "final_eval_return": -1.0}}))
     differ = subprocess.run([sys.executable, tool, "compare", str(out), str(changed)], capture_output=True, text=True)
     assert differ.returncode == 1 and differ.stdout.strip().endswith("differ or missing on one side: dqn-dense")
+
+
+def test_step_profile_by_hand_step_matches_autograd_and_products_only_replays_its_products():
+    """by_hand is a lower bound only if it does the autograd step's arithmetic: same weights after two steps (one with
+    the actor's update); products_only must replay exactly by_hand's matrix products."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import numpy as np
+    import step_profile as sp
+
+    auto = sp.Td3Step("frozen_q", sp.NumpyBuffer(1000, np.random.default_rng(0)))
+    by_hand = sp.ByHandStep(sp.NumpyBuffer(1000, np.random.default_rng(0)))
+    nets = ("actor", "q1", "q2", "q1_t", "q2_t", "target_actor")
+    start = {net: [p.detach().clone() for p in getattr(auto, net).parameters()] for net in nets}
+    for net in nets:  # the same start (both seed 0)
+        for a, b in zip(start[net], getattr(by_hand, net).parameters()):
+            assert torch.equal(a, b)
+    for i in range(sp.POLICY_FREQUENCY):
+        torch.manual_seed(i)  # the same target noise on both sides
+        auto.step()
+        torch.manual_seed(i)
+        by_hand.step()
+    for net in ("actor", "q1", "q2"):  # the last step's gradients (qf1's from the critics' loss only)
+        for a, b in zip(getattr(auto, net).parameters(), getattr(by_hand, net).parameters()):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+    for net in nets:  # every network moved, the same way on both sides
+        for a, b, a0 in zip(getattr(auto, net).parameters(), getattr(by_hand, net).parameters(), start[net]):
+            assert not torch.equal(a, a0) and torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    products = sp.ProductsOnly(sp.NumpyBuffer(1000, np.random.default_rng(0)))
+    counts = [len(calls) for calls in products.calls]
+    # critic-only step: target actor 3 + target critics 6 forward, critics 6 forward + 2 x 5 backward; the actor's
+    # step adds its forward 3 and backward 5, qf1's forward 3 and its input-gradient products 3
+    assert counts == [25, 25 + 14]
+    layouts = {
+        (f.__name__, tuple(a.shape for a in args[-2:]), tuple(a.is_contiguous() for a in args[-2:]))
+        for calls in products.calls
+        for f, args in calls
+    }
+    assert ("mm", ((256, 256), (256, 256)), (False, True)) in layouts  # a weight gradient: dy^T @ h
