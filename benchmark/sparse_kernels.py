@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -195,6 +196,15 @@ def time_steps(s: dict, steps: int, batches: list[tuple]) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def cpu_model() -> str:
+    """The CPU's model name (speedups differ between machines: the results say which one measured them)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        return platform.processor() or "unknown"
+
+
 def profile_steps(s: dict, steps: int, batches: list[tuple]) -> list[dict]:
     """Self CPU time per step of each operator over `steps` profiled steps, largest first (the top 15 printed)."""
     from torch.profiler import ProfilerActivity, profile
@@ -237,6 +247,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="steps of the kernels variant to profile after timing")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmark", "results", "sparse_kernels.json"))
     opts = parser.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)  # the 1-minute load average: how busy the machine was
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -333,6 +344,8 @@ def main() -> None:
         command=" ".join(["python", "benchmark/sparse_kernels.py", *sys.argv[1:]]),
         commit=commit.stdout.strip(),
         torch=torch.__version__,
+        cpu=cpu_model(),
+        load_average_at_start=load_at_start,
         threads=1,
         batch_size=opts.batch_size,
         steps=opts.steps,
