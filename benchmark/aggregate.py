@@ -8,6 +8,7 @@ the IQM trims nothing and equals the mean; it starts to differ from 4 runs up.
     python benchmark/aggregate.py results/td3.jsonl
     python benchmark/aggregate.py results/*.jsonl --metric mean_last_10_evals --reps 10000
     python benchmark/aggregate.py results/td3_halfcheetah_1m.jsonl --reach dense
+    python benchmark/aggregate.py results/td3_halfcheetah_1m.jsonl --runs    # one line per run
 
 `--reach METHOD` adds a second table for [S]'s "dense performance sooner" claim: the reference is METHOD's final
 evaluation return averaged over its runs (per env); for every cell it gives the first evaluation step at which the
@@ -74,6 +75,25 @@ def table(rows: list[dict], metric: str, reps: int) -> str:
     return "\n".join(lines)
 
 
+def runs_table(rows: list[dict]) -> str:
+    """One line per run, in cell order and then by seed: the three metrics, the weights and FLOPs, the wall time."""
+    lines = [
+        "| script | env | method | sparsity | width | seed | final return | mean of last 10 evaluations | LCA "
+        "| active / total weights | training FLOPs vs dense | wall time (h) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (script, env, method, sparsity, width), runs in sorted(cells(rows).items(), key=cell_order):
+        for r in sorted(runs, key=lambda r: r["seed"]):
+            wall = r.get("wall_time_s")
+            lines.append(
+                f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
+                f"| {'default' if width is None else width} | {r['seed']} | {r['final_eval_return']:.0f} "
+                f"| {r['mean_last_10_evals']:.0f} | {r['lca']:.3f} | {r['active_weights']:,} / {r['total_weights']:,} "
+                f"| {r['train_flops_vs_dense']:.3f} | {'-' if wall is None else f'{wall / 3600:.2f}'} |"
+            )
+    return "\n".join(lines)
+
+
 def first_step_at(evaluations: list[tuple[int, float]], threshold: float) -> int | None:
     """The first evaluated step whose return is at or above `threshold`; None if none is."""
     return next((int(step) for step, value in evaluations if value >= threshold), None)
@@ -119,6 +139,7 @@ def main() -> None:
     parser.add_argument("results", nargs="+", help="result files written by benchmark/sweep.py")
     parser.add_argument("--metric", choices=METRICS, default="final_eval_return")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--runs", action="store_true", help="one line per run instead of one per cell")
     parser.add_argument(
         "--reach", metavar="METHOD", help="also print when each cell first reaches METHOD's mean final return"
     )
@@ -129,7 +150,7 @@ def main() -> None:
             rows += [json.loads(line) for line in f if line.strip()]
     if not rows:
         raise SystemExit(f"error: no result rows in {opts.results}")
-    print(table(rows, opts.metric, opts.reps))
+    print(runs_table(rows) if opts.runs else table(rows, opts.metric, opts.reps))
     if opts.reach:
         print()
         print(reach_table(rows, opts.reach))

@@ -534,3 +534,21 @@ def test_step_profile_by_hand_step_matches_autograd_and_products_only_replays_it
         for f, args in calls
     }
     assert ("mm", ((256, 256), (256, 256)), (False, True)) in layouts  # a weight gradient: dy^T @ h
+
+
+def test_aggregate_runs_lists_each_run_in_cell_then_seed_order(tmp_path):
+    base = {"script": "td3", "env": "E-v0", "width": None, "lca": 0.5, "mean_last_10_evals": 4000.4}
+    base |= {"active_weights": 1000, "total_weights": 2000, "train_flops_vs_dense": 0.5}
+    rows = [
+        {**base, "method": "set", "sparsity": 0.5, "seed": 2, "final_eval_return": 2.0, "wall_time_s": 5400.0},
+        {**base, "method": "set", "sparsity": 0.5, "seed": 1, "final_eval_return": 1.0},  # no wall time recorded
+        {**base, "method": "dense", "sparsity": None, "seed": 1, "final_eval_return": 3.0, "wall_time_s": 3600.0},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "aggregate.py"), str(path), "--runs"]
+    lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == 2 + 3
+    assert lines[2] == "| td3 | E-v0 | dense | - | default | 1 | 3 | 4000 | 0.500 | 1,000 / 2,000 | 0.500 | 1.00 |"
+    assert lines[3].startswith("| td3 | E-v0 | set | 0.5 | default | 1 | 1 |") and lines[3].endswith("| - |")
+    assert lines[4].startswith("| td3 | E-v0 | set | 0.5 | default | 2 | 2 |") and lines[4].endswith("| 1.50 |")
