@@ -1,7 +1,8 @@
 """Run a grid of training runs in parallel and collect one result row per run (resumable).
 
 The grid is scripts x envs x methods x sparsities x seeds (x hidden widths, for dense width-scaled baselines),
-given on the command line or in a JSON file with the same keys. Each run is a subprocess with one torch thread
+given on the command line or in JSON with the same keys (a file, or inline); a JSON list of such grids runs their
+union, e.g. dense at the default width beside sparse runs at another. Each run is a subprocess with one torch thread
 (OMP_NUM_THREADS=1), at most --workers at a time (default: the machine's cores). A finished run appends one JSON
 row to --results; a run whose id is already there is skipped, so an interrupted sweep continues where it stopped.
 A run that was killed part-way (its folder has a checkpoint but no summary.json) is resumed from its last checkpoint
@@ -11,6 +12,7 @@ continuation is exact) through --extra. A run whose folder is gone starts from s
     python benchmark/sweep.py --scripts td3 --envs HalfCheetah-v5 --methods dense set static --sparsities 0.5 \\
         --seeds 1 2 3 --steps 200000 --results results/td3.jsonl
     python benchmark/sweep.py --grid grid.json --results results/sac.jsonl --workers 2
+    python benchmark/sweep.py --grid '[{"methods": ["dense"]}, {"methods": ["static"], "widths": [1024]}]' ...
     python benchmark/sweep.py ... --dry-run          # print the commands, run nothing
     python benchmark/sweep.py ... --extra --eval-frequency 51200   # flags for every run: --extra goes last
     python benchmark/sweep.py ... --runs-dir /data/exp --results /data/exp/rows.jsonl \\
@@ -217,7 +219,11 @@ def run_ray(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", help="JSON file with any of: " + ", ".join(GRID_KEYS) + ", steps, extra")
+    parser.add_argument(
+        "--grid",
+        help="JSON (a file, or inline) with any of: " + ", ".join(GRID_KEYS) + ", steps, extra; or a list of such "
+        "objects: the union of their runs (flags given on the command line apply to every one)",
+    )
     parser.add_argument("--scripts", nargs="+", choices=sorted(SCRIPTS), default=None)
     parser.add_argument("--envs", nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None)
@@ -244,7 +250,7 @@ def main() -> None:
             "put --extra and its flags last"
         )
 
-    grid = {
+    defaults = {
         "scripts": ["td3"],
         "envs": ["HalfCheetah-v5"],
         "methods": ["dense"],
@@ -252,19 +258,29 @@ def main() -> None:
         "seeds": [1],
         "widths": [None],
     }
+    parts = [{}]
     if opts.grid:
-        with open(opts.grid) as f:
-            grid.update(json.load(f))
-    for key in (*GRID_KEYS, "steps"):
-        if getattr(opts, key) is not None:
-            grid[key] = getattr(opts, key)
-    if opts.extra:
-        grid["extra"] = opts.extra
-    unknown = set(grid["scripts"]) - set(SCRIPTS)
-    if unknown:
-        raise SystemExit(f"error: unknown script(s) {sorted(unknown)}; choose from {sorted(SCRIPTS)}")
-
-    runs = expand(grid)
+        if opts.grid.lstrip().startswith(("{", "[")):  # given inline
+            loaded = json.loads(opts.grid)
+        else:
+            with open(opts.grid) as f:
+                loaded = json.load(f)
+        parts = loaded if isinstance(loaded, list) else [loaded]  # a list: the union of its grids' runs
+    runs, seen = [], set()
+    for part in parts:
+        grid = {**defaults, **part}
+        for key in (*GRID_KEYS, "steps"):
+            if getattr(opts, key) is not None:
+                grid[key] = getattr(opts, key)
+        if opts.extra:
+            grid["extra"] = opts.extra
+        unknown = set(grid["scripts"]) - set(SCRIPTS)
+        if unknown:
+            raise SystemExit(f"error: unknown script(s) {sorted(unknown)}; choose from {sorted(SCRIPTS)}")
+        for run in expand(grid):
+            if run_id(run) not in seen:
+                seen.add(run_id(run))
+                runs.append(run)
     done = finished_ids(opts.results)
     # seed by seed: a grid stopped part-way has the first seeds of every cell rather than every seed of the first cells
     todo = sorted(((run, run_id(run)) for run in runs if run_id(run) not in done), key=lambda t: t[0]["seed"])

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -458,27 +459,67 @@ def test_denormal_count_counts_only_nonzero_values_below_the_smallest_normal():
     assert denormals.denormal_count(t) == 2
 
 
-def test_td3_1m_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
-    """benchmark/td3_halfcheetah_1m.sh: `sync` appends the grid's finished rows that the committed file lacks, once;
-    `status` prints each run log's last evaluation step."""
+def test_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
+    """benchmark/grid.sh: `sync` appends the grid's finished rows that the committed file lacks, once; `status`
+    prints each run log's last evaluation step."""
     exp, rows = tmp_path / "exp", tmp_path / "committed.jsonl"
     (exp / "logs").mkdir(parents=True)
-    row = dict(method="set", seed=2, final_eval_return=11000.4)
+    row = dict(method="set", sparsity=0.5, seed=2, final_eval_return=11000.4)
     rows.write_text(json.dumps({"id": "a", **row}) + "\n")
     grid_rows = [json.dumps({"id": rid, **row}) for rid in ("a", "b", "c")]
     (exp / "td3_halfcheetah_1m.jsonl").write_text("\n".join(grid_rows) + "\n")
     (exp / "logs" / "b.log").write_text("global_step=5000, eval/episodic_return=1.0\nglobal_step=10000, x\n")
     env = {**os.environ, "EXP": str(exp), "ROWS": str(rows), "PYTHON": sys.executable}
-    script = os.path.join(ROOT, "benchmark", "td3_halfcheetah_1m.sh")
+    script = os.path.join(ROOT, "benchmark", "grid.sh")
 
-    def run(command: str) -> str:
-        return subprocess.run(["bash", script, command], env=env, capture_output=True, text=True, check=True).stdout
+    def run(*args: str) -> str:
+        return subprocess.run(["bash", script, *args], env=env, capture_output=True, text=True, check=True).stdout
 
-    assert run("sync").splitlines() == [f"row {rid}: set seed 2, final return 11000" for rid in ("b", "c")]
+    lines = run("td3_halfcheetah_1m", "sync").splitlines()
+    assert lines == [f"row {rid}: set 0.5 seed 2, final return 11000" for rid in ("b", "c")]
     assert [json.loads(line)["id"] for line in rows.read_text().splitlines()] == ["a", "b", "c"]
-    assert run("sync") == ""  # nothing new the second time
+    assert run("td3_halfcheetah_1m", "sync") == ""  # nothing new the second time
     assert rows.read_text().count("\n") == 3
-    assert run("status").strip() == "b: global_step=10000"
+    assert run("td3_halfcheetah_1m", "status").strip() == "b: global_step=10000"
+    refused = subprocess.run(["bash", script, "no_such_grid", "status"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "usage" in refused.stderr
+
+
+def test_grid_commands_expand_to_the_grids_runs(tmp_path):
+    """The sweeps behind each grid, dry-run: [S]'s 15 runs with the ids of the committed rows; the scaling grid's 3
+    dense width-256 runs and 6 static width-1024 runs on the kernels in one sweep, seed by seed, at 200k steps."""
+    env = {**os.environ, "EXP": str(tmp_path), "PYTHON": sys.executable}
+    script = os.path.join(ROOT, "benchmark", "grid.sh")
+
+    def dry_runs(grid: str) -> list[list[str]]:
+        out = subprocess.run(["bash", script, grid, "commands"], env=env, capture_output=True, text=True, check=True)
+        runs = []
+        for sweep in out.stdout.splitlines():
+            words = shlex.split(sweep)
+            i = words.index("--extra")
+            cmd = words[:i] + ["--dry-run"] + words[i:]
+            printed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            runs.append([line for line in printed.splitlines() if "--exp-name" in line])
+        return runs
+
+    (table2,) = dry_runs("td3_halfcheetah_1m")  # one sweep each
+    committed = os.path.join(ROOT, "benchmark", "results", "td3_halfcheetah_1m.jsonl")
+    with open(committed) as f:
+        ids = {json.loads(line)["id"] for line in f if line.strip()}
+    assert len(table2) == 15 and ids <= {line.split("--exp-name sweep_")[1].split()[0] for line in table2}
+    (scaling,) = dry_runs("td3_scaling")
+    dense = [c for c in scaling if "--sparse-method dense" in c]
+    wide = [c for c in scaling if "--sparse-method static" in c]
+    assert len(scaling) == 9 and len(dense) == 3 and all("--hidden-width" not in c for c in dense)
+    assert all("--hidden-width 1024 --total-timesteps 200000 --sparse-kernels 0.95" in c for c in wide)
+    assert sorted(c.split("--sparsity ")[1].split()[0] for c in wide) == ["0.95"] * 3 + ["0.99"] * 3
+    assert [c.split("--seed ")[1].split()[0] for c in scaling] == ["1"] * 3 + ["2"] * 3 + ["3"] * 3  # seed by seed
+    # a run that two grids of the list both give is run once; flags on the command line apply to every grid
+    union = '[{"methods": ["dense"]}, {"methods": ["dense", "set"], "sparsities": [0.5]}]'
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "--grid", union, "--seeds", "1", "2"]
+    cmd += ["--results", str(tmp_path / "none.jsonl"), "--dry-run"]
+    printed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert printed.startswith("4 runs in the grid") and printed.count("--sparse-method dense") == 2
 
 
 def test_same_seed_records_a_run_and_compare_names_what_differs(tmp_path):
