@@ -14,7 +14,7 @@
 #   td3_scaling         issue 16's scaling experiment (docs/sparse_kernels.md): static sparse TD3 at width 1024, 95%
 #                       and 99%, on the sparse kernels (--sparse-kernels 0.95: a fixed threshold, so runs repeat),
 #                       against the dense width-256 default; HalfCheetah-v5, 200k steps, seeds 1-3; folder
-#                       exp-td3-scaling; code: the commit that gave benchmark/sweep.py grid unions (the scripts as at
+#                       exp-td3-scaling; code fb5af92, which gave benchmark/sweep.py grid unions (the scripts as at
 #                       7ee70b1, their latest change).
 #
 # `start` lays the snapshot if it is missing, copies the committed rows into the grid's own results file (the sweep
@@ -28,7 +28,7 @@ parent="$(cd .. && pwd)"
 grid=${1:-}
 case "$grid" in
   td3_halfcheetah_1m) default_commit=be39114 folder=exp17 ;;
-  td3_scaling) default_commit=HEAD folder=exp-td3-scaling ;;
+  td3_scaling) default_commit=fb5af92 folder=exp-td3-scaling ;;
   *)
     echo "usage: bash benchmark/grid.sh td3_halfcheetah_1m|td3_scaling start|status|sync|commands" >&2
     exit 2
