@@ -1366,8 +1366,9 @@ class Run:
         """End the run: log the final sparsity; with --save-model save the weights, masks and `model`; write
         summary.json (atomically) and delete the checkpoints (a finished run cannot be resumed); print the summary,
         close `close` and return the summary: evaluation returns (final, mean of the last 10 as [S] reports,
-        learning-curve area = mean / 1e4 as [S] defines it), weights and FLOPs per network, the learning speed over
-        `learned_steps` (environment steps taken while learning)."""
+        learning-curve area = mean / 1e4 as [S] defines it); per network the weights, the inference FLOPs of one
+        forward pass and the training FLOPs of the whole run; the learning speed over `learned_steps` (environment
+        steps taken while learning)."""
         log_sparsity(self.writer, self.sparse_nets, total_steps)
         args, learning_s, nets = self.args, self.clock.learning_s(), self.sparse_nets
         dense_flops = sum(s.dense_train_flops for s in nets.values())
@@ -1384,6 +1385,7 @@ class Run:
                     "active_weights": s.active_weights(),
                     "total_weights": s.total_weights(),
                     "inference_flops": s.flops,
+                    "train_flops": s.train_flops,
                     "topology_updates": s.updates,
                     **({"sparse_kernel_layers": s.kernels.layers_on()} if args.sparse_kernels != "off" else {}),
                 }

@@ -9,12 +9,18 @@ the IQM trims nothing and equals the mean; it starts to differ from 4 runs up.
     python benchmark/aggregate.py results/*.jsonl --metric mean_last_10_evals --reps 10000
     python benchmark/aggregate.py results/td3_halfcheetah_1m.jsonl --reach dense
     python benchmark/aggregate.py results/td3_halfcheetah_1m.jsonl --runs    # one line per run
+    python benchmark/aggregate.py results/td3_scaling.jsonl --cost           # what each cell's runs cost
 
 `--reach METHOD` adds a second table for [S]'s "dense performance sooner" claim: the reference is METHOD's final
 evaluation return averaged over its runs (per env); for every cell it gives the first evaluation step at which the
 seed-mean learning curve reaches the reference, that step as a fraction of the run's length, and each run's own
 first step at or above it ("never" when a run does not get there). Only steps evaluated by every run of a cell
 enter the mean curve.
+
+`--cost` adds a table of what a cell costs, for comparing networks of different widths: wall time, weights, the
+inference FLOPs of one forward pass of each network and the training FLOPs of the whole run (all networks, forward
+and backward, as the scripts count them), means over the cell's runs. The FLOPs come from the `networks` field of
+rows written since the scripts' summaries gave per-network training FLOPs; older rows show "-" there.
 """
 
 import argparse
@@ -94,6 +100,40 @@ def runs_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def flops(x: float) -> str:
+    """A FLOP count in engineering units: 4.4e5 -> '440k', 3.2e15 -> '3.2P'."""
+    for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def cost_table(rows: list[dict]) -> str:
+    """One line per cell: runs, wall time, weights, per-network inference FLOPs, training FLOPs (module docstring)."""
+    lines = [
+        "| script | env | method | sparsity | width | runs | wall time (h) mean ± std | active / total weights "
+        "| inference FLOPs per forward pass | training FLOPs (run) | training FLOPs vs dense (same width) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (script, env, method, sparsity, width), runs in sorted(cells(rows).items(), key=cell_order):
+        walls = np.array([r["wall_time_s"] for r in runs if r.get("wall_time_s") is not None]) / 3600
+        wall = f"{walls.mean():.2f} ± {walls.std():.2f}" if len(walls) else "-"
+        # figures only where every run of the cell has them: a mean over some of the runs would mislead
+        nets = [r["networks"] for r in runs if "networks" in r]
+        inference = train = "-"
+        if len(nets) == len(runs):
+            inference = ", ".join(f"{k} {flops(np.mean([n[k]['inference_flops'] for n in nets]))}" for k in nets[0])
+            if all("train_flops" in net for n in nets for net in n.values()):
+                train = flops(np.mean([sum(net["train_flops"] for net in n.values()) for n in nets]))
+        lines.append(
+            f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
+            f"| {'default' if width is None else width} | {len(runs)} | {wall} "
+            f"| {runs[0]['active_weights']:,} / {runs[0]['total_weights']:,} | {inference} | {train} "
+            f"| {np.mean([r['train_flops_vs_dense'] for r in runs]):.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def first_step_at(evaluations: list[tuple[int, float]], threshold: float) -> int | None:
     """The first evaluated step whose return is at or above `threshold`; None if none is."""
     return next((int(step) for step, value in evaluations if value >= threshold), None)
@@ -143,6 +183,7 @@ def main() -> None:
     parser.add_argument(
         "--reach", metavar="METHOD", help="also print when each cell first reaches METHOD's mean final return"
     )
+    parser.add_argument("--cost", action="store_true", help="also print each cell's wall time, weights and FLOPs")
     opts = parser.parse_args()
     rows = []
     for path in opts.results:
@@ -154,6 +195,9 @@ def main() -> None:
     if opts.reach:
         print()
         print(reach_table(rows, opts.reach))
+    if opts.cost:
+        print()
+        print(cost_table(rows))
 
 
 if __name__ == "__main__":

@@ -166,6 +166,9 @@ def result_row(run: dict, rid: str, runs_dir: str) -> dict | None:
         "active_weights": sum(n["active_weights"] for n in nets),
         "total_weights": sum(n["total_weights"] for n in nets),
         "train_flops_vs_dense": s["train_flops_vs_dense"],
+        # per network: weights, inference FLOPs of one forward pass and (summaries since the field came) the
+        # training FLOPs of the run, which compare across widths where the ratio to dense does not
+        "networks": s["networks"],
         "total_timesteps": s["total_timesteps"],
         "evaluations": s["evaluations"],
         "wall_time_s": s["wall_time_s"],  # the script's own clock, which a resumed run carries over

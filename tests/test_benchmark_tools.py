@@ -108,6 +108,11 @@ def sweep_two_runs(tmp_path, *launcher: str, stale: bool = False) -> None:
         assert os.path.exists(os.path.join(r["run_dir"], "summary.json"))
     static = next(r for r in rows if r["method"] == "static")
     assert static["active_weights"] / static["total_weights"] == pytest.approx(0.2, abs=0.01)
+    # the rows carry each network's absolute FLOPs; at one width their ratio is the summary's ratio to dense
+    dense = next(r for r in rows if r["method"] == "dense")
+    train = {r["method"]: sum(n["train_flops"] for n in r["networks"].values()) for r in rows}
+    assert train["dense"] > 0 and train["static"] / train["dense"] == pytest.approx(static["train_flops_vs_dense"])
+    assert static["networks"]["q_network"]["inference_flops"] < dense["networks"]["q_network"]["inference_flops"]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert "2 already in" in again.stdout and "0 to run" in again.stdout
     assert len(results.read_text().splitlines()) == 2
@@ -593,3 +598,50 @@ def test_aggregate_runs_lists_each_run_in_cell_then_seed_order(tmp_path):
     assert lines[2] == "| td3 | E-v0 | dense | - | default | 1 | 3 | 4000 | 0.500 | 1,000 / 2,000 | 0.500 | 1.00 |"
     assert lines[3].startswith("| td3 | E-v0 | set | 0.5 | default | 1 | 1 |") and lines[3].endswith("| - |")
     assert lines[4].startswith("| td3 | E-v0 | set | 0.5 | default | 2 | 2 |") and lines[4].endswith("| 1.50 |")
+
+
+def test_aggregate_cost_averages_wall_time_and_flops_per_cell(tmp_path):
+    base = {"script": "td3", "env": "E-v0", "lca": 0.5, "mean_last_10_evals": 1.0, "final_eval_return": 1.0}
+    base |= {"active_weights": 1000, "total_weights": 2000, "train_flops_vs_dense": 0.5}
+
+    def nets(actor: float, critic: float, train: float) -> dict:
+        return {
+            "actor": {"inference_flops": actor, "train_flops": train},
+            "qf1": {"inference_flops": critic, "train_flops": 1e15},
+        }
+
+    rows = [
+        {
+            **base,
+            "method": "static",
+            "sparsity": 0.95,
+            "width": 1024,
+            "seed": 1,
+            "wall_time_s": 3600.0,
+            "networks": nets(4e5, 5e5, 2e15),
+        },
+        {
+            **base,
+            "method": "static",
+            "sparsity": 0.95,
+            "width": 1024,
+            "seed": 2,
+            "wall_time_s": 3 * 3600.0,
+            "networks": nets(6e5, 5e5, 4e15),
+        },
+        {**base, "method": "dense", "sparsity": None, "width": None, "seed": 1, "wall_time_s": 1800.0},  # older row
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    cmd = [sys.executable, os.path.join(ROOT, "benchmark", "aggregate.py"), str(path), "--cost"]
+    lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split("\n\n")[1].splitlines()
+    assert len(lines) == 2 + 2
+    assert lines[2] == "| td3 | E-v0 | dense | - | default | 1 | 0.50 ± 0.00 | 1,000 / 2,000 | - | - | 0.500 |"
+    # means over the two runs: wall 2 ± 1 h, actor 500k, qf1 500k, training (2P + 1P + 4P + 1P) / 2 = 4P
+    assert lines[3] == (
+        "| td3 | E-v0 | static | 0.95 | 1024 | 2 | 2.00 ± 1.00 | 1,000 / 2,000 | actor 500k, qf1 500k | 4P | 0.500 |"
+    )
+    rows[1]["networks"]["qf1"].pop("train_flops")  # a summary from before the field: no training FLOPs, not a NaN
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split("\n\n")[1].splitlines()
+    assert lines[3].endswith("| actor 500k, qf1 500k | - | 0.500 |")
