@@ -14,21 +14,22 @@
 #   td3_scaling         issue 16's scaling experiment (docs/sparse_kernels.md): static sparse TD3 at width 1024, 95%
 #                       and 99%, on the sparse kernels (--sparse-kernels 0.95: a fixed threshold, so runs repeat),
 #                       against the dense width-256 default; HalfCheetah-v5, 200k steps, seeds 1-3; folder
-#                       exp-td3-scaling; code fb5af92, which gave benchmark/sweep.py grid unions (the scripts as at
-#                       7ee70b1, their latest change).
+#                       exp-td3-scaling; code 66da63c, whose summaries and rows give each network's training FLOPs
+#                       (its training code is 7ee70b1's, the scripts' last change to what they compute).
 #
 # `start` lays the snapshot if it is missing, copies the committed rows into the grid's own results file (the sweep
 # skips runs that have a row), and starts benchmark/sweep.py detached: killed runs resume from their checkpoints,
 # runs whose folder is gone start again. Settings (environment variables): EXP, the grid's folder (default: beside the
 # checkout); COMMIT, the code the runs use; SNAP, where its snapshot lies (default: snap/COMMIT beside the checkout);
-# PYTHON (default: python); ROWS, the committed results file (default: benchmark/results/GRID.jsonl).
+# PYTHON (default: python); ROWS, the committed results file (default: benchmark/results/GRID.jsonl); WORKERS, runs at
+# a time (default 2, one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parent="$(cd .. && pwd)"
 grid=${1:-}
 case "$grid" in
   td3_halfcheetah_1m) default_commit=be39114 folder=exp17 ;;
-  td3_scaling) default_commit=fb5af92 folder=exp-td3-scaling ;;
+  td3_scaling) default_commit=66da63c folder=exp-td3-scaling ;;
   *)
     echo "usage: bash benchmark/grid.sh td3_halfcheetah_1m|td3_scaling start|status|sync|commands" >&2
     exit 2
@@ -38,13 +39,14 @@ commit=${COMMIT:-$default_commit}
 exp=${EXP:-$parent/$folder}
 snap=${SNAP:-$parent/snap/$commit}
 python=${PYTHON:-python}
+workers=${WORKERS:-2}
 rows=${ROWS:-benchmark/results/$grid.jsonl}
 results="$exp/$grid.jsonl"
 checkpoints="--checkpoint-frequency 50000 --checkpoint-buffer"
 
 # The grid's sweeps, one shell command per line, run in order from the snapshot.
 sweeps() {
-  local common="$python benchmark/sweep.py --scripts td3 --envs HalfCheetah-v5 --workers 2 --results $results"
+  local common="$python benchmark/sweep.py --scripts td3 --envs HalfCheetah-v5 --workers $workers --results $results"
   common="$common --runs-dir $exp"
   case "$grid" in
     td3_halfcheetah_1m)
