@@ -21,7 +21,8 @@ continuation is exact) through --extra. A run whose folder is gone starts from s
 --extra passes the rest of the command line to every run, so a sweep option written after it is refused up front.
 
 Rows hold the run's summary figures (final and mean-of-last-10 evaluation returns, learning-curve area, active and
-total weights, training FLOPs vs dense, wall time), its settings and the exact command.
+total weights, training FLOPs vs dense, wall time; per network, the weights, the inference FLOPs of one forward pass
+and the training FLOPs of the run), its settings and the exact command.
 
 Scale-out with Ray (optional: `pip install -r benchmark/requirements.txt`): `--ray local` starts a Ray instance on
 this machine with --workers CPUs, `--ray auto` (or `--ray ADDRESS`) joins a running cluster. Each run is one Ray
