@@ -61,6 +61,12 @@ def cell_order(item: tuple[tuple, list[dict]]) -> tuple:
     return tuple((0, 0) if v is None else (1, v) for v in item[0])
 
 
+def cell_columns(script: str, env: str, method: str, sparsity: float | None, width: int | None) -> str:
+    """The first five columns of a table line: the cell's key, '-' for dense's sparsity, 'default' for the width."""
+    shown = ("-" if sparsity is None else sparsity, "default" if width is None else width)
+    return f"| {script} | {env} | {method} | {shown[0]} | {shown[1]}"
+
+
 def table(rows: list[dict], metric: str, reps: int) -> str:
     lines = [
         f"| script | env | method | sparsity | width | runs | {metric} mean ± std | IQM [95% CI] "
@@ -73,8 +79,7 @@ def table(rows: list[dict], metric: str, reps: int) -> str:
         active, total = runs[0]["active_weights"], runs[0]["total_weights"]
         d = 3 if metric == "lca" else 1  # LCA is mean return / 1e4: typically 0.01-2
         lines.append(
-            f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
-            f"| {'default' if width is None else width} | {len(runs)} | {x.mean():.{d}f} ± {x.std():.{d}f} "
+            f"{cell_columns(script, env, method, sparsity, width)} | {len(runs)} | {x.mean():.{d}f} ± {x.std():.{d}f} "
             f"| {iqm(x):.{d}f} [{low:.{d}f}, {high:.{d}f}] | {active:,} / {total:,} "
             f"| {np.mean([r['train_flops_vs_dense'] for r in runs]):.2f} |"
         )
@@ -92,8 +97,7 @@ def runs_table(rows: list[dict]) -> str:
         for r in sorted(runs, key=lambda r: r["seed"]):
             wall = r.get("wall_time_s")
             lines.append(
-                f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
-                f"| {'default' if width is None else width} | {r['seed']} | {r['final_eval_return']:.0f} "
+                f"{cell_columns(script, env, method, sparsity, width)} | {r['seed']} | {r['final_eval_return']:.0f} "
                 f"| {r['mean_last_10_evals']:.0f} | {r['lca']:.3f} | {r['active_weights']:,} / {r['total_weights']:,} "
                 f"| {r['train_flops_vs_dense']:.3f} | {'-' if wall is None else f'{wall / 3600:.2f}'} |"
             )
@@ -126,8 +130,7 @@ def cost_table(rows: list[dict]) -> str:
             if all("train_flops" in net for n in nets for net in n.values()):
                 train = flops(np.mean([sum(net["train_flops"] for net in n.values()) for n in nets]))
         lines.append(
-            f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
-            f"| {'default' if width is None else width} | {len(runs)} | {wall} "
+            f"{cell_columns(script, env, method, sparsity, width)} | {len(runs)} | {wall} "
             f"| {runs[0]['active_weights']:,} / {runs[0]['total_weights']:,} | {inference} | {train} "
             f"| {np.mean([r['train_flops_vs_dense'] for r in runs]):.3f} |"
         )
@@ -167,8 +170,7 @@ def reach_table(rows: list[dict], reference_method: str) -> str:
             "never" if s is None else f"{s:,}" for s in (first_step_at(r["evaluations"], reference) for r in runs)
         )
         lines.append(
-            f"| {script} | {env} | {method} | {'-' if sparsity is None else sparsity} "
-            f"| {'default' if width is None else width} | {len(runs)} | {reference:.1f} "
+            f"{cell_columns(script, env, method, sparsity, width)} | {len(runs)} | {reference:.1f} "
             f"| {'never' if at is None else f'{at:,}'} | {'-' if at is None else f'{at / steps:.2f}'} | {per_run} |"
         )
     return "\n".join(lines)
