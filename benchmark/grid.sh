@@ -15,7 +15,8 @@
 #                       and 99%, on the sparse kernels (--sparse-kernels 0.95: a fixed threshold, so runs repeat),
 #                       against the dense width-256 default; HalfCheetah-v5, 200k steps, seeds 1-3; folder
 #                       exp-td3-scaling; code 66da63c, whose summaries and rows give each network's training FLOPs
-#                       (its training code is 7ee70b1's, the scripts' last change to what they compute).
+#                       (its training code is 7ee70b1's, the scripts' last change to what they compute); the
+#                       cheapest runs first (dense, 99%, 95%), one one-run sweep each.
 #
 # `start` lays the snapshot if it is missing, copies the committed rows into the grid's own results file (the sweep
 # skips runs that have a row), and starts benchmark/sweep.py detached: killed runs resume from their checkpoints,
@@ -53,10 +54,19 @@ sweeps() {
       echo "$common --methods dense set static --sparsities 0.5 --seeds 1 2 3 4 5 --extra $checkpoints"
       ;;
     td3_scaling)
-      # one sweep over the union of two grids, so that both cores stay busy to the end; --sparse-kernels reaches the
-      # dense runs too, where no layer is masked, so none runs on the kernels
-      local union='[{"methods":["dense"]},{"methods":["static"],"sparsities":[0.95,0.99],"widths":[1024]}]'
-      echo "$common --seeds 1 2 3 --steps 200000 --grid '$union' --extra --sparse-kernels 0.95 $checkpoints"
+      # one one-run sweep per run, $workers at a time, cheapest first (dense seeds 1-3, static 99%, then static 95%,
+      # the slowest), so that a lost folder costs the least and both cores stay busy to the end; each has the run id
+      # it has in the one sweep over the union of the grids; --sparse-kernels reaches the dense runs too, where no
+      # layer is masked, so none runs on the kernels
+      local cells='{"methods":["dense"]} {"methods":["static"],"sparsities":[0.99],"widths":[1024]}'
+      cells="$cells {\"methods\":[\"static\"],\"sparsities\":[0.95],\"widths\":[1024]}"
+      local runs="" cell seed
+      for cell in $cells; do
+        for seed in 1 2 3; do runs="$runs '${cell%\}},\"seeds\":[$seed]}'"; done
+      done
+      common=${common/--workers $workers/--workers 1}
+      echo "printf '%s\\n'$runs | xargs -d '\\n' -P $workers -I{} $common --steps 200000 --grid '[{}]'" \
+        "--extra --sparse-kernels 0.95 $checkpoints"
       ;;
   esac
 }

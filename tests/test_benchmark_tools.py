@@ -492,7 +492,8 @@ def test_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
 
 def test_grid_commands_expand_to_the_grids_runs(tmp_path):
     """The sweeps behind each grid, dry-run: [S]'s 15 runs with the ids of the committed rows; the scaling grid's 3
-    dense width-256 runs and 6 static width-1024 runs on the kernels in one sweep, seed by seed, at 200k steps."""
+    dense width-256 runs and 6 static width-1024 runs on the kernels at 200k steps, one one-run sweep each, cheapest
+    first, with the ids they have in one sweep over the union of the grids."""
     env = {**os.environ, "EXP": str(tmp_path), "PYTHON": sys.executable}
     script = os.path.join(ROOT, "benchmark", "grid.sh")
 
@@ -512,13 +513,33 @@ def test_grid_commands_expand_to_the_grids_runs(tmp_path):
     with open(committed) as f:
         ids = {json.loads(line)["id"] for line in f if line.strip()}
     assert len(table2) == 15 and ids <= {line.split("--exp-name sweep_")[1].split()[0] for line in table2}
-    (scaling,) = dry_runs("td3_scaling")
+    # the scaling grid is one shell pipeline (xargs -P 2 over one-run sweeps): run it whole, each sweep dry
+    out = subprocess.run(
+        ["bash", script, "td3_scaling", "commands"], env=env, capture_output=True, text=True, check=True
+    )
+    (pipeline,) = out.stdout.splitlines()
+    assert "xargs -d '\\n' -P 2" in pipeline and pipeline.count("--workers 1") == 1
+    pipeline = pipeline.replace("xargs -d '\\n' -P 2", "xargs -d '\\n' -P 1")  # printed in order
+    printed = subprocess.run(
+        ["bash", "-c", pipeline.replace("--workers 1", "--dry-run --workers 1")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    scaling = [line for line in printed.splitlines() if "--exp-name" in line]
     dense = [c for c in scaling if "--sparse-method dense" in c]
     wide = [c for c in scaling if "--sparse-method static" in c]
-    assert len(scaling) == 9 and len(dense) == 3 and all("--hidden-width" not in c for c in dense)
+    assert len(scaling) == 9 and scaling[:3] == dense and all("--hidden-width" not in c for c in dense)
     assert all("--hidden-width 1024 --total-timesteps 200000 --sparse-kernels 0.95" in c for c in wide)
-    assert sorted(c.split("--sparsity ")[1].split()[0] for c in wide) == ["0.95"] * 3 + ["0.99"] * 3
-    assert [c.split("--seed ")[1].split()[0] for c in scaling] == ["1"] * 3 + ["2"] * 3 + ["3"] * 3  # seed by seed
+    assert [c.split("--sparsity ")[1].split()[0] for c in wide] == ["0.99"] * 3 + ["0.95"] * 3  # cheapest first
+    assert [c.split("--seed ")[1].split()[0] for c in scaling] == ["1", "2", "3"] * 3
+    sweep = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "--steps", "200000", "--seeds", "1", "2"]
+    sweep += ["3", "--grid", '[{"methods":["dense"]},{"methods":["static"],"sparsities":[0.95,0.99],"widths":[1024]}]']
+    sweep += ["--results", str(tmp_path / "none.jsonl"), "--dry-run", "--extra", "--sparse-kernels", "0.95"]
+    sweep += ["--checkpoint-frequency", "50000", "--checkpoint-buffer"]
+    one_sweep = subprocess.run(sweep, capture_output=True, text=True, check=True).stdout.splitlines()[1:]
+    assert sorted(one_sweep) == sorted(scaling)  # the same runs, ids included, as the sweep the grid began with
     # a run that two grids of the list both give is run once; flags on the command line apply to every grid
     union = '[{"methods": ["dense"]}, {"methods": ["dense", "set"], "sparsities": [0.5]}]'
     cmd = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "--grid", union, "--seeds", "1", "2"]
