@@ -47,7 +47,8 @@ def read_rows(paths: list[str]) -> list[dict]:
 def label(method: str, sparsity: float | None, width: int | None) -> str:
     if method == "dense":
         return "dense" if width is None else f"dense, width {width}"
-    return f"{method} {sparsity:.0%}" if sparsity is not None else method
+    name = f"{method} {sparsity:.0%}" if sparsity is not None else method
+    return name if width is None else f"{name}, width {width}"  # a wide sparse cell must not read as the default
 
 
 def save(fig, path: str) -> None:  # noqa: ANN001 - a matplotlib Figure
@@ -84,7 +85,8 @@ def params_points(
             centre, (low, high) = iqm(values), bootstrap_ci(values)
         else:
             centre, low, high = values.mean(), values.mean() - values.std(), values.mean() + values.std()
-        lines[name].append((active, float(centre), float(low), float(high), label(method, sparsity, width)))
+        point = label(method, sparsity, width if method == "dense" else None)  # a sparse line's name carries its width
+        lines[name].append((active, float(centre), float(low), float(high), point))
     return {name: sorted(points) for name, points in sorted(lines.items())}
 
 

@@ -283,6 +283,17 @@ def test_params_iqm_points_trim_an_outlier_seed(tmp_path):
     assert point[1] == -88.0  # mean of 100, -900, 120, 110, 130
 
 
+def test_curve_labels_name_a_sparse_cells_width():
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import plot
+
+    # the scaling grid puts a 1024-wide static network beside the 256-wide dense default: the legend must say so
+    assert plot.label("static", 0.95, 1024) == "static 95%, width 1024"
+    assert plot.label("static", 0.95, None) == "static 95%"
+    assert plot.label("dense", None, 1024) == "dense, width 1024"
+    assert plot.label("dense", None, None) == "dense"
+
+
 @pytest.mark.parametrize("kind", [["params"], ["params", "--stat", "iqm"], ["curves"]])
 def test_plot_commands_write_pngs(tmp_path, kind):
     pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -r benchmark/requirements.txt)")
