@@ -16,7 +16,8 @@
 #                       against the dense width-256 default; HalfCheetah-v5, 200k steps, seeds 1-3; folder
 #                       exp-td3-scaling; code 66da63c, whose summaries and rows give each network's training FLOPs
 #                       (its training code is 7ee70b1's, the scripts' last change to what they compute); the
-#                       cheapest runs first (dense, 99%, 95%), one one-run sweep each.
+#                       cheapest runs first (dense, 99%, 95%), one one-run sweep each; then the control added
+#                       after those 9 had finished, dense TD3 at width 1024, seeds 1-3 (same snapshot).
 #
 # `start` lays the snapshot if it is missing, copies the committed rows into the grid's own results file (the sweep
 # skips runs that have a row), and starts benchmark/sweep.py detached: killed runs resume from their checkpoints,
@@ -60,6 +61,8 @@ sweeps() {
       # layer is masked, so none runs on the kernels
       local cells='{"methods":["dense"]} {"methods":["static"],"sparsities":[0.99],"widths":[1024]}'
       cells="$cells {\"methods\":[\"static\"],\"sparsities\":[0.95],\"widths\":[1024]}"
+      # the control added once those 9 had finished: dense TD3 at width 1024 (does width itself help?), the slowest
+      cells="$cells {\"methods\":[\"dense\"],\"widths\":[1024]}"
       local runs="" cell seed
       for cell in $cells; do
         for seed in 1 2 3; do runs="$runs '${cell%\}},\"seeds\":[$seed]}'"; done

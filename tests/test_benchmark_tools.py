@@ -503,8 +503,8 @@ def test_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
 
 def test_grid_commands_expand_to_the_grids_runs(tmp_path):
     """The sweeps behind each grid, dry-run: [S]'s 15 runs with the ids of the committed rows; the scaling grid's 3
-    dense width-256 runs and 6 static width-1024 runs on the kernels at 200k steps, one one-run sweep each, cheapest
-    first, with the ids they have in one sweep over the union of the grids."""
+    dense width-256 runs and 6 static width-1024 runs on the kernels at 200k steps, cheapest first, then 3 dense
+    width-1024 runs, one one-run sweep each, with the ids they have in one sweep over the union of the grids."""
     env = {**os.environ, "EXP": str(tmp_path), "PYTHON": sys.executable}
     script = os.path.join(ROOT, "benchmark", "grid.sh")
 
@@ -541,12 +541,15 @@ def test_grid_commands_expand_to_the_grids_runs(tmp_path):
     scaling = [line for line in printed.splitlines() if "--exp-name" in line]
     dense = [c for c in scaling if "--sparse-method dense" in c]
     wide = [c for c in scaling if "--sparse-method static" in c]
-    assert len(scaling) == 9 and scaling[:3] == dense and all("--hidden-width" not in c for c in dense)
+    assert len(scaling) == 12 and scaling[:3] == dense[:3] and all("--hidden-width" not in c for c in dense[:3])
     assert all("--hidden-width 1024 --total-timesteps 200000 --sparse-kernels 0.95" in c for c in wide)
     assert [c.split("--sparsity ")[1].split()[0] for c in wide] == ["0.99"] * 3 + ["0.95"] * 3  # cheapest first
-    assert [c.split("--seed ")[1].split()[0] for c in scaling] == ["1", "2", "3"] * 3
+    # the dense width-1024 control comes last: added after the first 9 had finished, the slowest runs
+    assert scaling[9:] == dense[3:] and all("--hidden-width 1024 --total-timesteps 200000" in c for c in dense[3:])
+    assert [c.split("--seed ")[1].split()[0] for c in scaling] == ["1", "2", "3"] * 4
     sweep = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "--steps", "200000", "--seeds", "1", "2"]
-    sweep += ["3", "--grid", '[{"methods":["dense"]},{"methods":["static"],"sparsities":[0.95,0.99],"widths":[1024]}]']
+    sweep += ["3", "--grid", '[{"methods":["dense"]},{"methods":["static"],"sparsities":[0.95,0.99],"widths":[1024]}']
+    sweep[-1] += ',{"methods":["dense"],"widths":[1024]}]'
     sweep += ["--results", str(tmp_path / "none.jsonl"), "--dry-run", "--extra", "--sparse-kernels", "0.95"]
     sweep += ["--checkpoint-frequency", "50000", "--checkpoint-buffer"]
     one_sweep = subprocess.run(sweep, capture_output=True, text=True, check=True).stdout.splitlines()[1:]
