@@ -4,7 +4,7 @@
 # included) every 50k steps, so a killed run resumes exactly.
 #
 #   bash benchmark/grid.sh GRID start    # (re)start GRID in the background
-#   bash benchmark/grid.sh GRID status   # the last evaluation step each run has logged
+#   bash benchmark/grid.sh GRID status   # each run's last progress line (step, return, time left)
 #   bash benchmark/grid.sh GRID sync     # copy newly finished rows into benchmark/results/GRID.jsonl (then commit)
 #   bash benchmark/grid.sh GRID commands # the sweep command(s) `start` runs, in order
 #
@@ -114,7 +114,8 @@ case "${2:-}" in
   status)
     for log in "$exp"/logs/*.log; do
       [ -e "$log" ] || continue
-      echo "$(basename "$log" .log): $(grep -o 'global_step=[0-9]*' "$log" | tail -n 1 || true)"
+      # the scripts' progress lines: "step 145,000/200,000 (72.5%) | evaluation return ... | ... left"
+      echo "$(basename "$log" .log): $(grep '^step [0-9,]*/' "$log" | tail -n 1 || true)"
     done
     ;;
   sync)

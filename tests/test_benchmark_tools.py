@@ -477,14 +477,22 @@ def test_denormal_count_counts_only_nonzero_values_below_the_smallest_normal():
 
 def test_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
     """benchmark/grid.sh: `sync` appends the grid's finished rows that the committed file lacks, once; `status`
-    prints each run log's last evaluation step."""
+    prints each run log's last progress line."""
     exp, rows = tmp_path / "exp", tmp_path / "committed.jsonl"
     (exp / "logs").mkdir(parents=True)
     row = dict(method="set", sparsity=0.5, seed=2, final_eval_return=11000.4)
     rows.write_text(json.dumps({"id": "a", **row}) + "\n")
     grid_rows = [json.dumps({"id": rid, **row}) for rid in ("a", "b", "c")]
     (exp / "td3_halfcheetah_1m.jsonl").write_text("\n".join(grid_rows) + "\n")
-    (exp / "logs" / "b.log").write_text("global_step=5000, eval/episodic_return=1.0\nglobal_step=10000, x\n")
+    # what the scripts print (the run plumbing's progress lines), with other lines between them
+    progress = [
+        "plan: 200,000 steps; random actions until step 25,000, learning after that",
+        "step 5,000/200,000 (2.5%) | evaluation return -0.2 | random warm-up until step 25,000 at 4,358 steps/s",
+        "layers on sparse kernels (--sparse-kernels 0.95): actor -; qf1 -; qf2 -",
+        "step 145,000/200,000 (72.5%) | evaluation return 6165.9 | learning at 25 steps/s | about 36m41s left",
+        "checkpoint written",
+    ]
+    (exp / "logs" / "b.log").write_text("\n".join(progress) + "\n")
     env = {**os.environ, "EXP": str(exp), "ROWS": str(rows), "PYTHON": sys.executable}
     script = os.path.join(ROOT, "benchmark", "grid.sh")
 
@@ -496,7 +504,7 @@ def test_grid_sync_copies_only_new_rows_and_status_reads_the_logs(tmp_path):
     assert [json.loads(line)["id"] for line in rows.read_text().splitlines()] == ["a", "b", "c"]
     assert run("td3_halfcheetah_1m", "sync") == ""  # nothing new the second time
     assert rows.read_text().count("\n") == 3
-    assert run("td3_halfcheetah_1m", "status").strip() == "b: global_step=10000"
+    assert run("td3_halfcheetah_1m", "status").strip() == f"b: {progress[3]}"
     refused = subprocess.run(["bash", script, "no_such_grid", "status"], env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "usage" in refused.stderr
 
